@@ -1,0 +1,33 @@
+# The README's commands. `make book` and `make test` set everything up themselves.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SCALE  ?= cpu
+NB     ?= notebooks/01_uniform.md
+ARGS   ?=
+
+.PHONY: book test run bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	touch $(STAMP)
+
+book: $(STAMP)  ## render the HTML book from stored results into _build/html (never trains)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+test: $(STAMP)  ## the whole test suite (unit tests, smoke runs, nbval, the book build)
+	$(PY) -m pytest
+
+run: $(STAMP)   ## make run NB=notebooks/01_uniform.md SCALE=cpu ARGS="-p seed 1"
+	$(PY) -m mdl_utils.run $(NB) --scale $(SCALE) $(ARGS)
+
+bench: $(STAMP) ## throughput and wall-time tables
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf _build

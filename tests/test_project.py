@@ -1,0 +1,56 @@
+"""Project-level invariants: pins agree, committed results are sound."""
+
+import re
+import tomllib
+
+import pytest
+
+from mdl_utils import results
+from mdl_utils.tables import paper_tables
+
+from .conftest import ROOT
+
+
+def _pins_pyproject():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = list(meta["dependencies"]) + [d for group in meta["optional-dependencies"].values() for d in group]
+    return {d.split("==")[0].lower(): d for d in deps}
+
+
+def _pins_environment():
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    pins = [l.strip()[2:] for l in lines if re.match(r"\s+- [A-Za-z].*==", l)]
+    return {d.split("==")[0].lower(): d for d in pins}
+
+
+def test_environment_yml_mirrors_pyproject():
+    assert _pins_environment() == _pins_pyproject()
+    assert all("==" in d for d in _pins_pyproject().values()), "pin every dependency"
+    assert "python=3.11" in (ROOT / "environment.yml").read_text()
+
+
+def test_ci_calls_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make book" in readme.split("\n\n")[1] and "make test" in readme.split("\n\n")[1]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
+
+
+COMMITTED = sorted((ROOT / "results").glob("*/*.json"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_committed_results_parse_and_carry_provenance(path):
+    r = results.load_file(path)
+    assert r.scale in ("cpu", "paper"), "smoke results are not committed"
+    assert path.name == f"{results.slug(r.dataset)}-{results.slug(r.model)}-{r.scale}.json"
+    for key in ("git_commit", "device", "started", "wall_seconds", "data_source", "torch"):
+        assert r.provenance.get(key) is not None, key
+    assert r.codelength_bits > 0 and r.n > 0
+
+
+def test_paper_tables_hold_both_tables():
+    t = paper_tables()["tables"]
+    assert [r["code"] for r in t["1"]["rows"]][0] == "uniform" and len(t["1"]["rows"]) == 6
+    assert len(t["2"]["rows"]) == 4
+    assert t["1"]["rows"][-1]["mnist"]["kbits"] == 4.10
