@@ -105,6 +105,7 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def _offline_error(what: str, where: Path, layout: str, why: object) -> DataUnavailableError:
+    why = " ".join(str(why).split())
     return DataUnavailableError(
         f"{what} is not under {where} and could not be downloaded ({why}). "
         f"Set MDL_DATA to a folder holding {layout} (for example MDL_DATA=../shared/data), "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -98,6 +99,9 @@ def run(notebook: str | Path, scale: str, params: dict[str, Any] | None = None, 
     check_scale(scale)
     nb = read_notebook(notebook)
     check_parameters(nb, params)
+    for var in ("MDL_DATA", "MDL_RESULTS", "MDL_CACHE"):  # the kernel runs in the notebook's folder
+        if os.environ.get(var):
+            os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
     out = Path(output) if output else output_path(notebook, scale, params)
     out.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(

@@ -58,11 +58,10 @@ def paper_tables() -> dict:
     return json.loads(resources.files("mdl_utils").joinpath("paper_tables.json").read_text())
 
 
-def best_result(code: str, chapter: str, dataset: str, results: list[CodeResult]) -> CodeResult | None:
+def best_result(code: str, dataset: str, results: list[CodeResult]) -> CodeResult | None:
     """Shortest stored codelength of ``code`` on ``dataset`` at the most complete scale available."""
     for scale in BOOK_SCALES:
-        found = [r for r in results if r.code == code and r.dataset == dataset and r.scale == scale
-                 and r.provenance.get("chapter", chapter) == chapter]
+        found = [r for r in results if r.code == code and r.dataset == dataset and r.scale == scale]
         if found:
             return min(found, key=lambda r: r.codelength_bits)
     return None
@@ -86,7 +85,7 @@ def comparison_rows(table: str, root: Path | None = None) -> tuple[list[str], li
         if chapter not in cache:
             cache[chapter] = stored(chapter, root) if ((root or _root()) / chapter).is_dir() else []
         for ds in DATASETS:
-            r = best_result(row["code"], chapter, ds, cache[chapter])
+            r = best_result(row["code"], ds, cache[chapter])
             ours = ([kbits(r.codelength_bits, 2 if r.codelength_bits < 1e4 else 1), ratio(r.ratio),
                      percent(r.test_accuracy), r.model, r.scale] if r else [NOT_COMPUTED, "", "", "", ""])
             rows.append([row["label"], DATASET_LABELS[ds], *ours, *_paper_cell(row[ds])])
