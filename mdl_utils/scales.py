@@ -22,6 +22,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "paper": dict(n_train=None, n_test=None, fit_sizes=[10, 30, 100, 300, 1000, 3000, 10000, None],
                       max_iter=300, weight_decay=1e-3),
     },
+    # Chapters add their settings above this line, one key per chapter (its notebook's name without NN_).
 }
 
 

@@ -6,8 +6,15 @@ same machine, fitting gives the same weights bit for bit.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
+import time
+from typing import Callable
+
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -61,3 +68,106 @@ def fit_full_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, weight
 
     opt.step(closure)
     return model.eval()
+
+
+# ------------------------------------------------------------- minibatches
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random translations by up to ``pad`` pixels (zero padding) and horizontal flips (VGGb, App. D)."""
+    b, c, h, w = x.shape
+    dev = x.device
+    shift = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(dev)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(dev)
+    padded = nn.functional.pad(x, (pad, pad, pad, pad))
+    rows = torch.arange(h, device=dev)[None, :] + shift[0][:, None]
+    cols = torch.arange(w, device=dev)[None, :].expand(b, w)
+    cols = torch.where(flip[:, None], w - 1 - cols, cols) + shift[1][:, None]
+    return padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` did: per-epoch history, the epoch whose weights were kept, time."""
+
+    best_epoch: int
+    epochs_run: int
+    history: dict[str, list[float]]
+    seconds: float
+    n_train: int
+    n_val: int
+
+
+def validation_size(n: int, val_fraction: float) -> int:
+    """Samples held out for early stopping: round(val_fraction * n), at least 1 when n >= 2, 0 when off."""
+    if val_fraction <= 0 or n < 2:
+        return 0
+    return min(n - 1, max(1, round(val_fraction * n)))
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20, batch_size: int = 128,
+        lr: float = 1e-3, weight_decay: float = 0.0, val_fraction: float = 0.1, patience: int | None = 3,
+        augment: bool = False, seed: int = 0, device: str | torch.device = "auto", progress: bool | str = False,
+        on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> FitResult:
+    """Train ``model`` on (x, y) with Adam and mini-batches; deterministic given ``seed``.
+
+    The last ``val_fraction`` of the given samples (in the order given) is held
+    out; after each epoch the validation loss is measured and training stops
+    when it has not improved for ``patience`` epochs; the weights of the best
+    epoch are restored. Everything the routine looks at is in (x, y): for a
+    prequential block these are transmitted labels only (the causality rule).
+    ``on_epoch_end(e, model)`` is called with e = 0 before training and after
+    every epoch e = 1..epochs_run (for self-switch codes).
+    """
+    device = resolve_device(device)
+    make_deterministic()
+    n_val = validation_size(len(y), val_fraction)
+    n_train = len(y) - n_val
+    x_tr, y_tr = x[:n_train].to(device), y[:n_train].to(device)
+    x_val, y_val = x[n_train:].to(device), y[n_train:].to(device)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+    best = (math.inf, 0, copy.deepcopy(model.state_dict()))
+    t0 = time.perf_counter()
+    bar = tqdm(total=epochs, desc=progress if isinstance(progress, str) else "fit", leave=False,
+               disable=not progress)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)
+        if on_epoch_end:
+            on_epoch_end(0, model)
+        epoch = 0
+        for epoch in range(1, epochs + 1):
+            model.train()
+            order = torch.randperm(n_train, generator=g).to(device)
+            total = 0.0
+            for i in range(0, n_train, batch_size):
+                idx = order[i:i + batch_size]
+                xb = augment_batch(x_tr[idx], g) if augment else x_tr[idx]
+                loss = nn.functional.cross_entropy(model(xb), y_tr[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            history["train_loss"].append(total / max(n_train, 1))
+            if n_val:
+                logits = predict_logits(model, x_val, device)
+                val_loss = nn.functional.cross_entropy(logits, y_val.cpu()).item()
+                history["val_loss"].append(val_loss)
+                history["val_accuracy"].append((logits.argmax(1) == y_val.cpu()).double().mean().item())
+                if val_loss < best[0]:
+                    best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+            if on_epoch_end:
+                on_epoch_end(epoch, model)
+            bar.update(1)
+            if n_val and patience is not None and epoch - best[1] >= patience:
+                break
+    bar.close()
+    if n_val:
+        model.load_state_dict(best[2])
+    best_epoch = best[1] if n_val else epoch
+    model.eval()
+    return FitResult(best_epoch=best_epoch, epochs_run=epoch, history=history,
+                     seconds=time.perf_counter() - t0, n_train=n_train, n_val=n_val)
