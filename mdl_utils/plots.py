@@ -43,3 +43,36 @@ def heldout_curves(results: dict, scale_note: bool = True):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def prequential_panels(results: list, title: str = ""):
+    """Figure 2 of the paper: per-block bits per sample, test accuracy, cumulative excess over
+    uniform and cumulative ratio, one line per model, against the samples already transmitted."""
+    style()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
+    (ax_bits, ax_diff), (ax_acc, ax_ratio) = axes
+    for r in results:
+        c, label = r.curves, f"{r.model} ({r.scale})"
+        line, = ax_bits.plot(c["t_start"], c["bits_per_sample"], "o-", ms=3, label=label)
+        ax_acc.plot(c["t_start"], c["test_accuracy"], "o-", ms=3, color=line.get_color())
+        ax_diff.plot(c["cum_t"], [b / 1000 for b in c["cum_minus_uniform"]], "o-", ms=3, color=line.get_color())
+        ax_ratio.plot(c["cum_t"], c["cum_ratio"], "o-", ms=3, color=line.get_color())
+    if results:
+        k = results[0].K
+        ax_bits.axhline(math.log2(k), color=COLORS["uniform"], ls="--", label="uniform")
+        ax_diff.axhline(0, color=COLORS["uniform"], ls="--")
+        ax_ratio.axhline(1, color=COLORS["uniform"], ls="--")
+        ax_acc.axhline(1 / k, color=COLORS["uniform"], ls="--")
+    ax_bits.set_ylabel("bits per sample on the next block")
+    ax_acc.set_ylabel("test accuracy of the block's model")
+    ax_diff.set_ylabel("cumulative codelength - uniform (kbits)")
+    ax_ratio.set_ylabel("cumulative compression ratio")
+    for ax in axes.flat:
+        ax.set_xscale("log")
+    ax_acc.set_xlabel("samples transmitted so far")
+    ax_ratio.set_xlabel("samples transmitted so far")
+    ax_bits.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

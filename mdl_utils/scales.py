@@ -22,6 +22,19 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "paper": dict(n_train=None, n_test=None, fit_sizes=[10, 30, 100, 300, 1000, 3000, 10000, None],
                       max_iter=300, weight_decay=1e-3),
     },
+    "prequential": {
+        # models per dataset; epochs = max epochs per block, early stopping with `patience`
+        # on the last val_fraction of the transmitted labels.
+        "smoke": dict(n_train=600, n_test=200, epochs=3, patience=2,
+                      models={"mnist": ["mlp"], "cifar10": ["mlp"], "synthetic": ["mlp"]}),
+        "cpu": dict(n_train=None, n_test=None, epochs=20, patience=3,
+                    models={"mnist": ["mlp", "small_cnn"], "cifar10": ["mlp", "shallow", "tinycnn"],
+                            "synthetic": ["logistic", "mlp"]}),
+        "paper": dict(n_train=None, n_test=None, epochs=50, patience=5,
+                      models={"mnist": ["mlp", "vgg_mnist"],
+                              "cifar10": ["mlp", "shallow", "tinycnn", "vgg_cifar", "vgg_cifar_bn"],
+                              "synthetic": ["logistic", "mlp"]}),
+    },
     # Chapters add their settings above this line, one key per chapter (its notebook's name without NN_).
 }
 

@@ -1,0 +1,141 @@
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mdl_utils import data, training
+from mdl_utils.codes import prequential as P
+
+STEPS = [10, 20, 40, 80, 160, 300]
+
+
+def settings(**kw):
+    base = dict(model="logistic", timesteps=STEPS, epochs=4, patience=2, batch_size=32, lr=1e-2, seed=0)
+    base.update(kw)
+    return P.PrequentialSettings(**base)
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return data.load("synthetic", "train", n=300, seed=1), data.load("synthetic", "test", n=200, seed=1)
+
+
+def run(train, test=None, **kw):
+    return P.prequential_code(train, test, settings(**kw), scale="smoke", device="cpu", progress=False)
+
+
+def test_paper_timesteps():
+    mnist = P.default_timesteps("mnist", 60000)
+    assert mnist[0] == 8 and mnist[-2] == 32768 and mnist[-1] == 60000 and len(mnist) - 1 == 13
+    cifar = P.default_timesteps("cifar10", 50000)
+    assert cifar[0] == 10 and cifar[-2] == 40960 and cifar[-1] == 50000 and len(cifar) - 1 == 13
+
+
+@pytest.mark.parametrize("steps,match", [([10, 5, 20], "strictly increasing"), ([10, 10], "strictly increasing"),
+                                         ([0, 10], ">= 1"), ([10, 400], "beyond"), ([], "non-empty"),
+                                         ([1.5, 3], "integers"), ("abc", "integers")])
+def test_bad_timesteps_are_rejected(steps, match):
+    with pytest.raises(ValueError, match=match):
+        P.check_timesteps(steps, 300)
+
+
+def test_timesteps_end_at_n():
+    assert P.check_timesteps([10, 20], 50) == [10, 20, 50]
+    assert P.check_timesteps([10, 50], 50) == [10, 50]
+
+
+def test_total_is_first_block_plus_per_sample_bits(synth):
+    r, per_sample = run(*synth)
+    t1 = STEPS[0]
+    assert len(per_sample) == 300
+    assert np.all(per_sample[:t1] == math.log2(10))
+    assert r.codelength_bits == pytest.approx(t1 * math.log2(10) + per_sample[t1:].sum(), rel=1e-12)
+    assert r.codelength_bits == pytest.approx(sum(r.curves["bits"]) + r.parts["first_block_bits"], rel=1e-12)
+    assert r.parts["bits_calibrated"] == r.codelength_bits
+    assert len(r.curves["t_start"]) == len(STEPS) - 1 and r.curves["cum_t"][-1] == 300
+    assert r.curves["cum_bits"][-1] == pytest.approx(r.codelength_bits)
+
+
+def test_same_seed_gives_identical_bits(synth):
+    _, a = run(*synth)
+    _, b = run(*synth)
+    assert np.array_equal(a, b)
+    _, c = run(*synth, seed=1)
+    assert not np.array_equal(a, c)
+
+
+def _relabel(d, j):
+    y = d.y.clone()
+    y[j] = (y[j] + 1) % d.K
+    return dataclasses.replace(d, y=y)
+
+
+def test_causality_later_labels_never_change_earlier_bits(synth):
+    train, _ = synth
+    _, base = run(train)
+    # change a label inside block [t_3, t_4) = [40, 80): labels before 40 and their bits must not move
+    j = 50
+    _, changed = run(_relabel(train, j))
+    assert np.array_equal(base[:40], changed[:40])
+    assert np.array_equal(base[40:j], changed[40:j])  # same model, same labels
+    assert base[j] != changed[j]                        # the changed label is encoded differently
+    assert not np.array_equal(base[80:], changed[80:])  # later models were trained on it
+    # changing the very last label changes nothing before it
+    _, last = run(_relabel(train, 299))
+    assert np.array_equal(base[:299], last[:299])
+
+
+def test_synthetic_teacher_floor_and_shrinking_excess():
+    train = data.load("synthetic", "train", n=4000, seed=0)
+    r, per_sample = P.prequential_code(train, None, settings(timesteps=[50, 100, 200, 400, 800, 1600, 3200],
+                                                             epochs=30, patience=3, batch_size=64),
+                                       scale="smoke", device="cpu", progress=False)
+    floor = train.true_bits
+    assert r.codelength_bits > floor.sum()
+    ends = [50, 100, 200, 400, 800, 1600, 3200, 4000]
+    excess = [(per_sample[a:b] - floor[a:b]).mean() for a, b in zip(ends[:-1], ends[1:])]
+    assert excess[-1] < excess[0] and excess[-1] < 0.25
+    assert all(e > -0.1 for e in excess)  # never meaningfully below the true model
+
+
+def test_calibration_recovers_a_known_temperature():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(5000, 10, generator=g) * 2
+    y = torch.multinomial(torch.softmax(z, 1), 1, generator=g).squeeze(1)
+    assert P.fit_temperature(3 * z, y) == pytest.approx(3.0, rel=0.1)
+    assert P.fit_temperature(z / 2, y) == pytest.approx(0.5, rel=0.1)
+    assert P.fit_temperature(z[:5], y[:5]) == 1.0  # too few held-out labels: no calibration
+
+
+def test_calibration_is_reported_both_ways(synth):
+    cal, _ = run(*synth, calibrate=True)
+    raw, _ = run(*synth, calibrate=False)
+    assert cal.parts["bits_uncalibrated"] == pytest.approx(raw.codelength_bits)
+    assert cal.parts["bits_calibrated"] == pytest.approx(cal.codelength_bits)
+    assert raw.curves["temperature"] == [1.0] * (len(STEPS) - 1)
+
+
+def test_interrupted_run_resumes_without_recomputing(synth, tmp_path, monkeypatch):
+    ckpt = tmp_path / "ckpt.json"
+    full, bits = P.prequential_code(*synth, settings(), scale="smoke", device="cpu", progress=False, checkpoint=ckpt)
+    state = json.loads(ckpt.read_text())
+    state["blocks"] = state["blocks"][:-2]  # as if stopped after three blocks
+    ckpt.write_text(json.dumps(state))
+    calls = []
+    real_fit = training.fit
+
+    def counting_fit(*a, **k):
+        calls.append(len(a[2]))
+        return real_fit(*a, **k)
+
+    monkeypatch.setattr(P, "fit", counting_fit)
+    resumed, bits2 = P.prequential_code(*synth, settings(), scale="smoke", device="cpu", progress=False,
+                                        checkpoint=ckpt)
+    assert calls == [STEPS[-3], STEPS[-2]]  # only the two missing blocks were trained
+    assert np.array_equal(bits, bits2) and resumed.codelength_bits == full.codelength_bits
+    calls.clear()
+    P.prequential_code(*synth, settings(epochs=5), scale="smoke", device="cpu", progress=False, checkpoint=ckpt)
+    assert len(calls) == len(STEPS) - 1  # other settings: the checkpoint is not reused
