@@ -79,7 +79,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
         # theta_d (from 0) trained `epochs` with Adam at `lr`; swept over dims d and precisions p (bits).
         "smoke": dict(n_train=2000, n_test=1000, epochs=2, lr=0.1, dims=[50, 200], precisions=[4, 8, 32]),
         "cpu": dict(n_train=None, n_test=None, epochs=3, lr=0.1, dims=[100, 300, 1000, 3000],
-                    precisions=[2, 3, 4, 5, 6, 8, 12, 16, 32]),
+                    precisions=[2, 3, 4, 6, 8, 16, 32]),
         "paper": dict(n_train=None, n_test=None, epochs=20, lr=0.1, dims=[100, 200, 290, 500, 1000, 2900, 5000, 10000],
                       precisions=[2, 3, 4, 5, 6, 8, 10, 12, 16, 32]),
     },
