@@ -39,23 +39,25 @@ SETTINGS: dict[str, dict[str, dict]] = {
         # n_train/n_test: samples loaded (None = the whole split); epochs per dataset (fixed in advance, no early
         # stopping); sigma0_grid: prior widths tried, one training run each, log2(len) bits paid for the choice;
         # eval_samples: draws theta ~ beta for the final codelength (standard error) and the test accuracy.
-        "smoke": dict(n_train=600, n_test=500, epochs={"mnist": 2, "cifar10": 2, "synthetic": 2},
-                      sigma0_grid=[0.05, 0.2], eval_samples=4, init_sigma=1e-3, lr=1e-3, lr_rho=3e-2),
-        "cpu": dict(n_train=None, n_test=None, epochs={"mnist": 2, "cifar10": 1, "synthetic": 5},
-                    sigma0_grid=[0.05, 0.1, 0.2], eval_samples=8, init_sigma=1e-3, lr=1e-3, lr_rho=3e-2),
+        # num_threads: torch CPU threads (1 is much faster than 2 on this shared 2-core machine; None = default).
+        "smoke": dict(n_train=500, n_test=500, epochs={"mnist": 2, "cifar10": 2, "synthetic": 2},
+                      sigma0_grid=[0.05, 0.2], eval_samples=4, init_sigma=1e-3, lr=1e-3, lr_rho=3e-2, num_threads=1),
+        "cpu": dict(n_train=None, n_test=None, epochs={"mnist": 4, "cifar10": 2, "synthetic": 5},
+                    sigma0_grid=[0.05, 0.1, 0.2], eval_samples=8, init_sigma=1e-3, lr=1e-3, lr_rho=3e-2,
+                    num_threads=1),
         "paper": dict(n_train=None, n_test=None, epochs={"mnist": 100, "cifar10": 100, "synthetic": 100},
                       sigma0_grid=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5], eval_samples=32, init_sigma=1e-3, lr=1e-3,
-                      lr_rho=1e-2),
+                      lr_rho=1e-2, num_threads=None),
     },
     "fake_labels": {
         # n_train: training samples for the variational curves (true and random labels); sigma0_grid as in the
         # variational chapter; memorize_n / memorize_epochs: plain Adam training on random labels (no noise).
         "smoke": dict(n_train=1000, epochs=3, sigma0_grid=[0.1], eval_samples=4, init_sigma=1e-3, lr=1e-3,
-                      lr_rho=3e-2, memorize_n=500, memorize_epochs=20, label_seed=1),
-        "cpu": dict(n_train=10000, epochs=15, sigma0_grid=[0.1], eval_samples=8, init_sigma=1e-3, lr=1e-3,
-                    lr_rho=3e-2, memorize_n=5000, memorize_epochs=150, label_seed=1),
+                      lr_rho=3e-2, memorize_n=500, memorize_epochs=20, label_seed=1, num_threads=1),
+        "cpu": dict(n_train=None, epochs=10, sigma0_grid=[0.1], eval_samples=8, init_sigma=1e-3, lr=1e-3,
+                    lr_rho=3e-2, memorize_n=5000, memorize_epochs=150, label_seed=1, num_threads=1),
         "paper": dict(n_train=None, epochs=100, sigma0_grid=[0.05, 0.1, 0.2], eval_samples=32, init_sigma=1e-3,
-                      lr=1e-3, lr_rho=1e-2, memorize_n=None, memorize_epochs=300, label_seed=1),
+                      lr=1e-3, lr_rho=1e-2, memorize_n=None, memorize_epochs=300, label_seed=1, num_threads=None),
     },
     "two_part": {
         # n_train/n_test: samples loaded (None = whole split); fit(): Adam lr, at most `epochs`, early stopping

@@ -72,7 +72,7 @@ def stays_above(codelength_bits: float, n: int, K: int, c: float = 20.0) -> bool
 
 def memorization_code(dataset, *, scale: str, widths: tuple[int, ...] = (200, 200, 200), epochs: int = 100,
                       lr: float = 1e-3, batch_size: int = 128, seed: int = 0, device: str = "auto",
-                      progress: bool = True):
+                      progress: bool = True, model_name: str | None = None, num_threads: int | None = None):
     """Plain training (Adam, no noise, no early stopping) of an MLP on ``dataset`` as given, e.g. random labels
     (Figure 1, right: a network fits random labels, Zhang et al. 2017), stated as a float32 two-part code:
     L = 32 dim(theta) + sum_i -log2 p_theta(y_i | x_i) (Sec. 3.1). Curves: train accuracy and bits per epoch.
@@ -100,14 +100,20 @@ def memorization_code(dataset, *, scale: str, widths: tuple[int, ...] = (200, 20
         curves["train_accuracy"].append(accuracy(logits, dataset.y))
         curves["data_bits_per_sample"].append(codelength_bits(logits, dataset.y) / dataset.n)
 
-    with Stopwatch() as sw:
+    from .variational import _restore_threads
+
+    threads_before = torch.get_num_threads()
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+    with Stopwatch() as sw, _restore_threads(threads_before):
         fit(net, dataset.x, dataset.y, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=0.0,
             patience=None, seed=seed, device=device, progress=f"{dataset.name}: memorizing" if progress else False,
             on_epoch_end=record)
     dim = sum(p.numel() for p in net.parameters())
     data_bits = curves["data_bits_per_sample"][-1] * dataset.n
     return CodeResult(
-        code="two_part", dataset=dataset.name, model="mlp" + "x".join(map(str, widths)) + "_adam", scale=scale,
+        code="two_part", dataset=dataset.name, model=model_name or "mlp" + "x".join(map(str, widths)) + "_adam",
+        scale=scale,
         n=dataset.n, K=dataset.K, codelength_bits=32.0 * dim + data_bits, test_accuracy=None,
         parts={"model_bits": 32.0 * dim, "data_bits": data_bits, "train_accuracy": curves["train_accuracy"][-1]},
         curves=curves,
