@@ -139,3 +139,26 @@ def test_interrupted_run_resumes_without_recomputing(synth, tmp_path, monkeypatc
     calls.clear()
     P.prequential_code(*synth, settings(epochs=5), scale="smoke", device="cpu", progress=False, checkpoint=ckpt)
     assert len(calls) == len(STEPS) - 1  # other settings: the checkpoint is not reused
+
+
+def test_epoch_records_do_not_change_the_code(synth):
+    with_records, a = run(*synth)
+    without, b = run(*synth, record_epochs=False)
+    assert np.array_equal(a, b)
+    epoch_bits = with_records.curves["epoch_bits"]
+    for bits_e, best, ran, block_bits in zip(epoch_bits, with_records.curves["best_epoch"],
+                                            with_records.curves["epochs_run"], with_records.curves["bits"]):
+        assert len(bits_e) == ran + 1  # e = 0 (untrained) .. epochs run
+        assert bits_e[best] == pytest.approx(block_bits, rel=1e-9)  # the restored weights are the best epoch's
+    assert without.curves["epoch_bits"] == [[]] * len(epoch_bits)
+
+
+def test_bob_recomputes_alices_probabilities_from_the_prefix(synth):
+    train, _ = synth
+    s = settings()
+    _, per_sample = P.prequential_code(train, None, s, scale="smoke", device="cpu", progress=False)
+    t_s, t_next = 40, 80
+    logits = P.block_logits(train.x, train.y[:t_s].clone(), t_next, train.K, s, device="cpu")
+    from mdl_utils.codes.shannon import per_sample_bits
+
+    assert np.array_equal(per_sample_bits(logits, train.y[t_s:t_next]), per_sample[t_s:t_next])

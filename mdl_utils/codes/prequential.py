@@ -110,6 +110,7 @@ class PrequentialSettings:
     augment: bool = False
     calibrate: bool = True
     seed: int = 0
+    record_epochs: bool = True  # bits of each block after every epoch, for the self-switch code
 
     def fingerprint(self, train: Dataset) -> str:
         key = json.dumps({**dataclasses.asdict(self), "dataset": train.name, "n": train.n,
@@ -124,6 +125,40 @@ def _load_checkpoint(path: Path | None, fingerprint: str) -> dict:
     if state.get("fingerprint") != fingerprint:
         return {"fingerprint": fingerprint, "blocks": []}  # other settings: start afresh
     return state
+
+
+def train_block_model(x: torch.Tensor, y_prefix: torch.Tensor, num_classes: int, settings: PrequentialSettings,
+                      device: str | torch.device = "auto", on_epoch_end=None):
+    """theta_hat(t_s) of Algorithm 2: the model trained from the seed on the first t_s = len(y_prefix) samples.
+
+    It sees the labels ``y_prefix`` only, which Bob has decoded when he needs
+    this model: he calls the same function and gets the same weights.
+    Returns (model, FitResult).
+    """
+    t_s = len(y_prefix)
+    net = build(settings.model, tuple(x.shape[1:]), num_classes, seed=settings.seed)
+    fitted = fit(net, x[:t_s], y_prefix, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
+                 val_fraction=settings.val_fraction, patience=settings.patience, augment=settings.augment,
+                 seed=settings.seed, device=device, on_epoch_end=on_epoch_end)
+    return net, fitted
+
+
+def calibration_temperature(model, x_prefix: torch.Tensor, y_prefix: torch.Tensor, settings: PrequentialSettings,
+                            device: str | torch.device = "auto") -> float:
+    """Softmax temperature fitted on the held-out (last val_fraction) transmitted labels; 1 without calibration."""
+    if not settings.calibrate:
+        return 1.0
+    n_val = validation_size(len(y_prefix), settings.val_fraction)
+    t_s = len(y_prefix)
+    return fit_temperature(predict_logits(model, x_prefix[t_s - n_val:t_s], device), y_prefix[t_s - n_val:])
+
+
+def block_logits(x: torch.Tensor, y_prefix: torch.Tensor, t_next: int, num_classes: int,
+                 settings: PrequentialSettings, device: str | torch.device = "auto") -> torch.Tensor:
+    """The (calibrated) logits with which labels t_s..t_next-1 are encoded, from the first t_s labels only."""
+    net, _ = train_block_model(x, y_prefix, num_classes, settings, device)
+    temperature = calibration_temperature(net, x, y_prefix, settings, device)
+    return predict_logits(net, x[len(y_prefix):t_next], device) / temperature
 
 
 def prequential_code(train: Dataset, test: Dataset | None, settings: PrequentialSettings, *, scale: str,
@@ -142,32 +177,41 @@ def prequential_code(train: Dataset, test: Dataset | None, settings: Prequential
     device = resolve_device(device)
     steps = check_timesteps(settings.timesteps, train.n)
     settings = dataclasses.replace(settings, timesteps=steps)
-    augment = settings.augment
     fingerprint = settings.fingerprint(train)
     ckpt = Path(checkpoint) if checkpoint else None
     state = _load_checkpoint(ckpt, fingerprint)
     done = {b["t_start"]: b for b in state["blocks"]}
-    shape, k = tuple(train.x.shape[1:]), train.K
+    k = train.K
     blocks = list(zip(steps[:-1], steps[1:]))
     with Stopwatch() as sw:
         for t_s, t_next in tqdm(blocks, desc=f"prequential {train.name}/{settings.model}", disable=not progress):
             if t_s in done:
                 continue
             t0 = time.perf_counter()
-            net = build(settings.model, shape, k, seed=settings.seed)
-            fitted = fit(net, train.x[:t_s], train.y[:t_s], epochs=settings.epochs, batch_size=settings.batch_size,
-                         lr=settings.lr, val_fraction=settings.val_fraction, patience=settings.patience,
-                         augment=augment, seed=settings.seed, device=device)
-            n_val = validation_size(t_s, settings.val_fraction)
-            val_logits = predict_logits(net, train.x[t_s - n_val:t_s], device)
-            temperature = fit_temperature(val_logits, train.y[t_s - n_val:t_s]) if settings.calibrate else 1.0
-            logits = predict_logits(net, train.x[t_s:t_next], device)
-            raw = per_sample_bits(logits, train.y[t_s:t_next])
-            cal = per_sample_bits(logits / temperature, train.y[t_s:t_next])
+            x_block, y_block = train.x[t_s:t_next], train.y[t_s:t_next]
+
+            def encode(model):
+                """Block logits and bits under ``model``, raw and calibrated on held-out transmitted labels."""
+                temperature = calibration_temperature(model, train.x[:t_s], train.y[:t_s], settings, device)
+                logits = predict_logits(model, x_block, device)
+                raw_bits, cal_bits = per_sample_bits(logits, y_block), per_sample_bits(logits / temperature, y_block)
+                return logits, raw_bits, cal_bits, temperature
+
+            epoch_bits: dict[str, list[float]] = {"uncalibrated": [], "calibrated": []}
+
+            def record_epoch(epoch: int, model) -> None:  # self-switch (App. E.2): the block's bits after each epoch
+                _, raw_e, cal_e, _ = encode(model)
+                epoch_bits["uncalibrated"].append(float(raw_e.sum()))
+                epoch_bits["calibrated"].append(float(cal_e.sum()))
+
+            net, fitted = train_block_model(train.x, train.y[:t_s], k, settings, device,
+                                            on_epoch_end=record_epoch if settings.record_epochs else None)
+            logits, raw, cal, temperature = encode(net)
             block = {
                 "t_start": t_s, "t_end": t_next, "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run,
                 "temperature": temperature, "bits_uncalibrated": float(raw.sum()), "bits_calibrated": float(cal.sum()),
-                "block_accuracy": accuracy(logits, train.y[t_s:t_next]),
+                "epoch_bits_uncalibrated": epoch_bits["uncalibrated"], "epoch_bits_calibrated": epoch_bits["calibrated"],
+                "block_accuracy": accuracy(logits, y_block),
                 "test_accuracy": accuracy(predict_logits(net, test.x, device), test.y) if test is not None else None,
                 "train_seconds": fitted.seconds, "seconds": time.perf_counter() - t0,
                 "samples_trained": fitted.n_train * fitted.epochs_run,
@@ -199,6 +243,7 @@ def _assemble(train, test, settings, blocks, scale, device, sw) -> tuple[CodeRes
         "temperature": [b["temperature"] for b in blocks],
         "best_epoch": [b["best_epoch"] for b in blocks],
         "epochs_run": [b["epochs_run"] for b in blocks],
+        "epoch_bits": [b[f"epoch_bits_{key}"] for b in blocks],
         "block_seconds": [b["seconds"] for b in blocks],
         "samples_trained": [b["samples_trained"] for b in blocks],
         # cumulative over samples 1..t_end (first point: the uniform block)
