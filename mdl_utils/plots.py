@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from .tables import DATASET_LABELS
 
@@ -72,6 +73,63 @@ def prequential_panels(results: list, title: str = ""):
     ax_acc.set_xlabel("samples transmitted so far")
     ax_ratio.set_xlabel("samples transmitted so far")
     ax_bits.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _block_series(r):
+    """(t_end, bits, test accuracy) per block of a prequential / switch / self-switch result, first block included."""
+    c = r.curves
+    if r.code == "prequential":
+        t1 = r.params["timesteps"][0]
+        return [t1, *c["t_end"]], [r.parts["first_block_bits"], *c["bits"]], [1 / r.K, *c["test_accuracy"]]
+    return c["t_end"], c["bits"], c.get("test_accuracy")
+
+
+def switch_panels(results: list, title: str = ""):
+    """Figure 3 of the paper: per block, test accuracy and bits per sample; cumulated, the difference
+    to uniform and the compression ratio; for prequential models, their self-switch and the switch code."""
+    style()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
+    (ax_bits, ax_diff), (ax_acc, ax_ratio) = axes
+    colors = {}
+    for r in results:
+        t_end, bits, acc = _block_series(r)
+        t_end, bits = np.asarray(t_end, float), np.asarray(bits, float)
+        sizes = np.diff(np.concatenate([[0.0], t_end]))
+        base = r.model.split("-")[0] if r.code == "switch" else r.model
+        kw = dict(marker="o", ms=3, lw=1.2, ls="-")
+        if r.code == "switch":
+            kw.update(color="black", lw=2.0, label="switch (mixture)")
+        elif r.code == "self_switch":
+            kw.update(color=colors.get(base), ls="--", label=f"{r.model}, self-switch")
+        else:
+            kw.update(label=f"{r.model}, prequential")
+        line, = ax_bits.plot(t_end, bits / sizes, **kw)
+        colors.setdefault(base, line.get_color())
+        kw.pop("label", None)
+        kw["color"] = line.get_color()
+        cum_uniform = np.cumsum(sizes) * math.log2(r.K)
+        ax_diff.plot(t_end, (np.cumsum(bits) - cum_uniform) / 1000, **kw)
+        ax_ratio.plot(t_end, np.cumsum(bits) / cum_uniform, **kw)
+        if acc is not None:
+            ax_acc.plot(t_end, acc, **kw)
+    if results:
+        k = results[0].K
+        ax_bits.axhline(math.log2(k), color=COLORS["uniform"], ls=":", label="uniform")
+        ax_diff.axhline(0, color=COLORS["uniform"], ls=":")
+        ax_ratio.axhline(1, color=COLORS["uniform"], ls=":")
+    ax_bits.set_ylabel("bits per sample of the block")
+    ax_acc.set_ylabel("test accuracy (model of the block)")
+    ax_diff.set_ylabel("cumulative codelength - uniform (kbits)")
+    ax_ratio.set_ylabel("cumulative compression ratio")
+    for ax in axes.flat:
+        ax.set_xscale("log")
+    ax_acc.set_xlabel("samples transmitted (end of block)")
+    ax_ratio.set_xlabel("samples transmitted (end of block)")
+    ax_bits.legend(fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -172,7 +172,7 @@ def prequential_code(train: Dataset, test: Dataset | None, settings: Prequential
     A ``checkpoint`` file (JSON) is updated after every block; a rerun with the
     same settings resumes after the last finished block.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     device = resolve_device(device)
     steps = check_timesteps(settings.timesteps, train.n)

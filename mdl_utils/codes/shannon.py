@@ -62,7 +62,7 @@ def heldout_curve(train, test, *, fit_sizes, scale: str, model: str = "logistic"
     true-model floor sum -log2 p_teacher(y|x) is reported beside it (Sec. 2.4).
     The CodeResult's codelength is that of the largest fit.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from ..models import build, num_parameters
     from ..results import CodeResult, Stopwatch, provenance

@@ -1,0 +1,299 @@
+"""Switch and self-switch codes (paper App. E; Van Erven, Grunwald & de Rooij 2012).
+
+Given M prediction strategies run on the same transmission order, with
+``unit_bits[m, t]`` the codelength of unit t (a sample, or a block of samples)
+under strategy m (e.g. prequential codes of several models, and the uniform
+code), a switch sequence s uses one strategy per stretch of units.
+
+Two real codes over switch sequences:
+
+* **Best switch sequence** (Def. 4 with an explicit prior): Alice sends the
+  number of switches k (uniform over 0..T-1: log2 T bits), their positions
+  (log2 C(T-1, k)), the first strategy (log2 M) and each next one among the
+  other M-1 (log2 (M-1) each), then the labels under the sequence. The optimal
+  sequence is found by dynamic programming.
+* **Switch mixture**: the Bayesian mixture sum_s pi(s) prod_t p_{s_t}(y_t),
+  pi a hidden-Markov prior that switches after unit t with probability
+  alpha_t = 1 / (t + 1) (to one of the other M-1 strategies uniformly; the
+  first strategy uniform among M). Computed by the forward algorithm in log
+  space; never longer than any single sequence s plus -log2 pi(s).
+
+**Self-switch** (App. E.2): within one prequential run, each block may be encoded
+by the model after any epoch e = 0..E_s of its training (E_s epochs were run,
+which Bob knows); the choice costs log2(E_s + 1) bits per block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from itertools import product
+from typing import Sequence
+
+import numpy as np
+
+LN2 = math.log(2.0)
+
+
+def _check(unit_bits: np.ndarray) -> np.ndarray:
+    a = np.asarray(unit_bits, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"unit_bits must have shape (strategies, units), got {a.shape}")
+    if not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError("unit_bits must be finite, non-negative codelengths")
+    return a
+
+
+def switch_rate(t: int) -> float:
+    """alpha_t: probability of switching after the t-th unit (t = 1, 2, ...)."""
+    return 1.0 / (t + 1)
+
+
+# ---------------------------------------------------------------- the mixture
+
+
+def mixture_bits(unit_bits: np.ndarray) -> np.ndarray:
+    """Per-unit codelengths of the switch mixture (forward algorithm, log space). Sum = total bits."""
+    a = _check(unit_bits)
+    m, t_units = a.shape
+    log_w = np.full(m, -math.log(m))  # log posterior weights, normalized
+    out = np.empty(t_units)
+    for t in range(t_units):
+        joint = log_w - a[:, t] * LN2
+        top = joint.max()
+        log_total = top + math.log(np.exp(joint - top).sum())
+        out[t] = -log_total / LN2
+        w = np.exp(joint - log_total)
+        if m > 1:
+            alpha = switch_rate(t + 1)
+            w = (1 - alpha) * w + alpha * (1 - w) / (m - 1)
+        log_w = np.log(np.maximum(w, np.finfo(float).tiny))
+    return out
+
+
+def mixture_prior_bits(sequence: Sequence[int], num_strategies: int) -> float:
+    """-log2 pi(s) of a per-unit strategy sequence under the mixture's prior."""
+    bits = math.log2(num_strategies)
+    for t in range(1, len(sequence)):
+        alpha = switch_rate(t)
+        bits -= math.log2(alpha / (num_strategies - 1)) if sequence[t] != sequence[t - 1] else math.log2(1 - alpha)
+    return bits
+
+
+# ------------------------------------------------------ the best sequence (DP)
+
+
+def sequence_prior_bits(num_switches: int, num_units: int, num_strategies: int,
+                        max_switches: int | None = None) -> float:
+    """Bits to describe a switch sequence: k uniform on 0..kmax (kmax = T-1 unless capped),
+    positions log2 C(T-1, k), first strategy log2 M, each next one log2 (M-1)."""
+    k, t, m = num_switches, num_units, num_strategies
+    if m == 1:
+        return 0.0
+    kmax = t - 1 if max_switches is None else min(max_switches, t - 1)
+    if not 0 <= k <= kmax:
+        raise ValueError(f"{k} switches is outside 0..{kmax}")
+    positions = (math.lgamma(t) - math.lgamma(k + 1) - math.lgamma(t - k)) / LN2
+    return math.log2(kmax + 1) + positions + math.log2(m) + k * math.log2(m - 1)
+
+
+@dataclasses.dataclass
+class SwitchSequence:
+    """A switch sequence: ``segments`` = [(first unit, strategy)], with its data and description bits."""
+
+    segments: list[tuple[int, int]]
+    data_bits: float
+    prior_bits: float
+
+    @property
+    def total_bits(self) -> float:
+        return self.data_bits + self.prior_bits
+
+    def per_unit(self, num_units: int) -> np.ndarray:
+        """The strategy used at every unit."""
+        seq = np.empty(num_units, dtype=int)
+        bounds = [s for s, _ in self.segments[1:]] + [num_units]
+        for (start, m), end in zip(self.segments, bounds):
+            seq[start:end] = m
+        return seq
+
+
+def best_sequence(unit_bits: np.ndarray, max_switches: int | None = None) -> SwitchSequence:
+    """The switch sequence minimizing data bits + sequence_prior_bits, by dynamic programming.
+
+    f[k, m] = least data bits of units 0..t using k switches and ending in m;
+    f_t[k, m] = bits[m, t] + min(f_{t-1}[k, m], min_{m' != m} f_{t-1}[k-1, m']).
+    """
+    a = _check(unit_bits)
+    m, t_units = a.shape
+    kmax = t_units - 1 if max_switches is None else min(int(max_switches), t_units - 1)
+    if m == 1:
+        kmax = 0
+    f = np.full((kmax + 1, m), np.inf)
+    f[0] = a[:, 0]
+    back = np.zeros((t_units, kmax + 1, m), dtype=np.int32)  # previous strategy
+    back[0] = -1
+    for t in range(1, t_units):
+        # best predecessor with a different strategy, for each k-1: top-2 trick
+        order = np.argsort(f, axis=1, kind="stable")
+        best1, best2 = order[:, 0], order[:, 1] if m > 1 else order[:, 0]
+        other = np.where(np.arange(m)[None, :] == best1[:, None], best2[:, None], best1[:, None])  # (k, m)
+        switch_cost = np.full((kmax + 1, m), np.inf)
+        switch_from = np.zeros((kmax + 1, m), dtype=np.int32)
+        if kmax >= 1:
+            switch_cost[1:] = np.take_along_axis(f[:-1], other[:-1], axis=1)
+            switch_from[1:] = other[:-1]
+        stay = f
+        use_switch = switch_cost < stay
+        back[t] = np.where(use_switch, switch_from, np.arange(m)[None, :])
+        f = np.where(use_switch, switch_cost, stay) + a[:, t][None, :]
+    totals = [f[k].min() + sequence_prior_bits(k, t_units, m, kmax) for k in range(kmax + 1)]
+    k = int(np.argmin(totals))
+    cur = int(np.argmin(f[k]))
+    data_bits = float(f[k, cur])
+    seq = [cur]
+    for t in range(t_units - 1, 0, -1):
+        prev = int(back[t, k, cur])
+        if prev != cur:
+            k -= 1
+        cur = prev
+        seq.append(cur)
+    seq.reverse()
+    segments = [(t, s) for t, s in enumerate(seq) if t == 0 or seq[t - 1] != s]
+    return SwitchSequence(segments, data_bits, sequence_prior_bits(len(segments) - 1, t_units, m, kmax))
+
+
+def brute_force_best(unit_bits: np.ndarray, max_switches: int | None = None) -> float:
+    """min over all sequences of data + sequence_prior_bits (exponential; for tests)."""
+    a = _check(unit_bits)
+    m, t_units = a.shape
+    kmax = t_units - 1 if max_switches is None else max_switches
+    best = math.inf
+    for seq in product(range(m), repeat=t_units):
+        k = sum(seq[t] != seq[t - 1] for t in range(1, t_units))
+        if k <= kmax:
+            best = min(best, a[list(seq), range(t_units)].sum() + sequence_prior_bits(k, t_units, m, kmax))
+    return best
+
+
+def brute_force_mixture(unit_bits: np.ndarray) -> float:
+    """-log2 sum_s pi(s) 2^(-data(s)) by explicit enumeration (exponential; for tests)."""
+    a = _check(unit_bits)
+    m, t_units = a.shape
+    terms = [-(mixture_prior_bits(seq, m) + a[list(seq), range(t_units)].sum())
+             for seq in product(range(m), repeat=t_units)]
+    top = max(terms)
+    return -(top + math.log2(sum(2.0 ** (x - top) for x in terms)))
+
+
+# ---------------------------------------------------------------- self-switch
+
+
+def self_switch(first_block_bits: float, epoch_bits: Sequence[Sequence[float]]) -> tuple[float, list[int], float]:
+    """Self-switch codelength: the first block, then per block the best epoch plus log2(E_s + 1) bits.
+
+    Returns (total bits, chosen epoch per block, bits spent on the choices).
+    """
+    if any(len(e) == 0 for e in epoch_bits):
+        raise ValueError("every block needs its bits after each epoch (run the prequential code with record_epochs)")
+    choices = [int(np.argmin(e)) for e in epoch_bits]
+    choice_bits = sum(math.log2(len(e)) for e in epoch_bits)
+    total = first_block_bits + sum(e[c] for e, c in zip(epoch_bits, choices)) + choice_bits
+    return total, choices, choice_bits
+
+
+# ------------------------------------------------------------- block units
+
+
+def block_units(per_sample: np.ndarray, timesteps: Sequence[int]) -> np.ndarray:
+    """Sum per-sample bits into units: the first (uniform) block 0..t_1, then each block t_s..t_{s+1}."""
+    edges = [0, *timesteps]
+    if edges[-1] != len(per_sample):
+        raise ValueError(f"timesteps end at {edges[-1]} but there are {len(per_sample)} per-sample codelengths")
+    return np.array([per_sample[a:b].sum() for a, b in zip(edges[:-1], edges[1:])])
+
+
+# ------------------------------------------------------------ chapter runs
+
+CHAPTER = "switch"
+MAX_SAMPLE_SWITCHES = 20
+
+
+def compute(dataset: str, scale: str, models: Sequence[str] | None = None, root=None, *, seed: int = 0,
+            device: str = "auto", data_root: str | None = None) -> list:
+    """Switch, switch-mixture and self-switch codes from the prequential runs of ``dataset``.
+
+    Reads results/prequential/<dataset>-<model>-<scale>.json and its per-sample
+    codelengths for every model (the scale's models by default); a missing run
+    is computed and stored first (prequential.compute). Adds the uniform code as
+    a strategy, and returns CodeResults: one "switch" (the mixture; the best
+    block-level sequence in its parts) and one "self_switch" per model.
+    """
+    from .. import results as store
+    from ..scales import settings
+    from . import prequential
+
+    names = list(models or settings("prequential", scale)["models"][dataset])
+    for m in names:
+        if not store.result_path(prequential.CHAPTER, dataset, m, scale, root).is_file():
+            store.save(prequential.compute(dataset, m, scale, seed=seed, device=device, data_root=data_root, root=root),
+                       prequential.CHAPTER, root)
+    runs = [store.load(prequential.CHAPTER, dataset, m, scale, root) for m in names]
+    per_sample = [prequential.load_per_sample(dataset, m, scale, root).astype(np.float64) for m in names]
+    steps = runs[0].params["timesteps"]
+    for r in runs[1:]:
+        if r.params["timesteps"] != steps or r.params["order_seed"] != runs[0].params["order_seed"]:
+            raise ValueError(f"{r.model} and {runs[0].model} were run with different timesteps or orders; "
+                             f"a switch code needs one transmission order")
+    n, k = runs[0].n, runs[0].K
+    labels = [*names, "uniform"]
+    samples = np.vstack([*per_sample, np.full(n, math.log2(k))])
+    blocks = np.vstack([block_units(p, steps) for p in samples])
+    with store.Stopwatch() as sw:
+        mix_samples = mixture_bits(samples)
+        mix_blocks = mixture_bits(blocks)
+        best = best_sequence(blocks)
+        best_samples = best_sequence(samples, max_switches=MAX_SAMPLE_SWITCHES)
+    seq = best.per_unit(blocks.shape[1])
+    accuracies = [[1.0 / k, *r.curves["test_accuracy"]] for r in runs] + [[1.0 / k] * blocks.shape[1]]
+    block_mix = block_units(mix_samples, steps)
+    last = labels[seq[-1]]
+    out = [store.CodeResult(
+        code="switch", dataset=dataset, model="switch-" + "-".join(labels), scale=scale, n=n, K=k,
+        codelength_bits=float(mix_samples.sum()),
+        test_accuracy=accuracies[seq[-1]][-1],
+        parts={"mixture_bits": float(mix_samples.sum()), "mixture_block_units_bits": float(mix_blocks.sum()),
+               "best_sequence_bits": best.total_bits, "best_sequence_data_bits": best.data_bits,
+               "best_sequence_prior_bits": best.prior_bits,
+               "best_sample_sequence_bits": best_samples.total_bits,
+               "best_sample_sequence_prior_bits": best_samples.prior_bits,
+               **{f"prequential_{m}_bits": r.codelength_bits for m, r in zip(names, runs)},
+               "uniform_bits": n * math.log2(k)},
+        curves={"t_end": steps, "bits": block_mix.tolist(),
+                "bits_per_sample": (block_mix / np.diff([0, *steps])).tolist(),
+                "test_accuracy": [accuracies[m][b] for b, m in enumerate(seq)],
+                "best_sequence": [[int(start), labels[m]] for start, m in best.segments],
+                "best_sample_sequence": [[int(start), labels[m]] for start, m in best_samples.segments]},
+        params={"strategies": labels, "timesteps": steps, "switch_rate": "alpha_t = 1/(t+1)",
+                "max_sample_switches": MAX_SAMPLE_SWITCHES, "from_scale": scale},
+        provenance=store.provenance(device="cpu", stopwatch=sw, data_source=runs[0].provenance["data_source"],
+                                    prequential_commits=sorted({r.provenance.get("git_commit") or "" for r in runs})),
+        note=f"switch mixture over {', '.join(labels)} (per-sample updates); the last block's best model is {last}",
+    )]
+    for m, r in zip(names, runs):
+        first = r.parts["first_block_bits"]
+        total, choices, choice_bits = self_switch(first, r.curves["epoch_bits"])
+        chosen = [first] + [e[c] for e, c in zip(r.curves["epoch_bits"], choices)]
+        out.append(store.CodeResult(
+            code="self_switch", dataset=dataset, model=m, scale=scale, n=n, K=k, codelength_bits=total,
+            test_accuracy=r.test_accuracy,
+            parts={"choice_bits": choice_bits, "data_bits": total - choice_bits, "prequential_bits": r.codelength_bits},
+            curves={"t_end": steps, "bits": chosen, "bits_per_sample": (np.array(chosen) / np.diff([0, *steps])).tolist(),
+                    "chosen_epoch": choices, "early_stopping_epoch": r.curves["best_epoch"],
+                    "epochs_run": r.curves["epochs_run"]},
+            params={"timesteps": steps, "from_scale": scale},
+            provenance=store.provenance(device="cpu", stopwatch=sw, data_source=r.provenance["data_source"],
+                                        prequential_commit=r.provenance.get("git_commit")),
+            note="per block, the epoch (0 = untrained) whose model encodes it best; log2(epochs run + 1) bits each",
+        ))
+    return out

@@ -1,0 +1,95 @@
+import math
+
+import numpy as np
+import pytest
+
+from mdl_utils.codes import switch as S
+
+
+def random_instance(seed, m, t):
+    rng = np.random.default_rng(seed)
+    return rng.gamma(2.0, 3.0, size=(m, t))
+
+
+@pytest.mark.parametrize("seed,m,t,cap", [(0, 2, 5, None), (1, 3, 4, None), (2, 3, 6, None), (3, 4, 4, None),
+                                          (4, 2, 8, None), (5, 1, 5, None), (6, 3, 7, 1), (7, 2, 8, 2)])
+def test_dp_equals_exhaustive_search(seed, m, t, cap):
+    a = random_instance(seed, m, t)
+    a[0, t // 2:] += 6.0  # make switching attractive
+    best = S.best_sequence(a, max_switches=cap)
+    assert best.total_bits == pytest.approx(S.brute_force_best(a, cap), abs=1e-9)
+    # the reported sequence really has those data bits and that description length
+    seq = best.per_unit(t)
+    assert best.data_bits == pytest.approx(a[seq, range(t)].sum())
+    assert best.prior_bits == pytest.approx(S.sequence_prior_bits(len(best.segments) - 1, t, m, cap))
+
+
+@pytest.mark.parametrize("seed,m,t", [(0, 2, 5), (1, 3, 4), (2, 3, 6), (3, 4, 4), (6, 2, 9)])
+def test_forward_algorithm_equals_explicit_sum(seed, m, t):
+    a = random_instance(seed, m, t)
+    assert S.mixture_bits(a).sum() == pytest.approx(S.brute_force_mixture(a), abs=1e-9)
+
+
+def test_the_prior_is_a_probability_distribution():
+    m, t = 3, 5
+    from itertools import product
+
+    total = sum(2.0 ** -S.mixture_prior_bits(s, m) for s in product(range(m), repeat=t))
+    assert total == pytest.approx(1.0, abs=1e-12)
+    # the explicit sequence code is complete: Kraft's sum is exactly 1, with or without a cap on switches
+    for cap in (None, 2):
+        switches = [sum(s[i] != s[i - 1] for i in range(1, t)) for s in product(range(m), repeat=t)]
+        kraft = sum(2.0 ** -S.sequence_prior_bits(k, t, m, cap) for k in switches if cap is None or k <= cap)
+        assert kraft == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_mixture_invariants(seed):
+    a = random_instance(seed, 3, 40)
+    a[1, 20:] *= 0.2  # strategy 1 catches up late: switching pays
+    mix = S.mixture_bits(a).sum()
+    best = S.best_sequence(a)
+    seq = best.per_unit(a.shape[1])
+    assert mix <= best.data_bits + S.mixture_prior_bits(seq, 3) + 1e-9
+    for m in range(3):
+        assert mix <= a[m].sum() + S.mixture_prior_bits([m] * a.shape[1], 3) + 1e-9
+    assert best.total_bits <= a.sum(axis=1).min() + S.sequence_prior_bits(0, a.shape[1], 3) + 1e-9
+
+
+def test_one_strategy_is_itself():
+    a = random_instance(7, 1, 30)
+    assert S.mixture_bits(a).sum() == pytest.approx(a.sum(), rel=1e-12)
+    best = S.best_sequence(a)
+    assert best.total_bits == pytest.approx(a.sum()) and best.segments == [(0, 0)]
+
+
+def test_no_underflow_on_long_sequences():
+    rng = np.random.default_rng(0)
+    a = rng.gamma(2.0, 3.0, size=(3, 60000))
+    a[0] += 5.0
+    bits = S.mixture_bits(a)
+    assert np.all(np.isfinite(bits)) and bits.sum() <= a.sum(axis=1).min() + S.mixture_prior_bits([1] * 60000, 3)
+
+
+def test_self_switch_never_worse_than_prequential_plus_choice_bits():
+    rng = np.random.default_rng(1)
+    epoch_bits = [list(rng.gamma(3.0, 10.0, size=e + 1)) for e in (3, 5, 2, 8)]
+    best_epochs = [2, 4, 1, 6]  # the epochs the plain prequential code kept
+    plain = 10.0 + sum(e[b] for e, b in zip(epoch_bits, best_epochs))
+    total, choices, choice_bits = S.self_switch(10.0, epoch_bits)
+    assert total <= plain + sum(math.log2(len(e)) for e in epoch_bits) + 1e-9
+    assert choice_bits == pytest.approx(math.log2(4 * 6 * 3 * 9))
+    assert [e[c] for e, c in zip(epoch_bits, choices)] == [min(e) for e in epoch_bits]
+    with pytest.raises(ValueError, match="record_epochs"):
+        S.self_switch(0.0, [[1.0], []])
+
+
+def test_block_units_and_bad_input():
+    per_sample = np.arange(10, dtype=float)
+    assert S.block_units(per_sample, [2, 5, 10]).tolist() == [1.0, 9.0, 35.0]
+    with pytest.raises(ValueError, match="timesteps end"):
+        S.block_units(per_sample, [2, 5])
+    with pytest.raises(ValueError, match="shape"):
+        S.mixture_bits(np.zeros(5))
+    with pytest.raises(ValueError, match="non-negative"):
+        S.best_sequence(np.array([[1.0, -2.0]]))
