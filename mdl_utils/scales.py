@@ -85,6 +85,24 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "paper": dict(n_train=None, n_test=None, epochs=20, lr=0.1, dims=[100, 200, 290, 500, 1000, 2900, 5000, 10000],
                       precisions=[2, 3, 4, 5, 6, 8, 10, 12, 16, 32]),
     },
+    "bytes": {
+        # codes: per dataset, (code, model) pairs written to a file and read back (mdl_utils.coding); the codes'
+        # own settings (n_train, epochs, patience, ...) come from the "prequential" and "two_part" keys above.
+        # num_threads: torch CPU threads of encoder and decoder (recorded in the file; both must use the same).
+        "smoke": dict(num_threads=1,
+                      codes={"mnist": [["uniform", None], ["prequential", "mlp"], ["two_part", "mlp"]],
+                             "cifar10": [["uniform", None], ["prequential", "mlp"]],
+                             "synthetic": [["uniform", None], ["prequential", "mlp"], ["two_part", "mlp"]]}),
+        "cpu": dict(num_threads=1,
+                    codes={"mnist": [["uniform", None], ["prequential", "mlp"], ["two_part", "mlp"]],
+                           "cifar10": [["uniform", None]],
+                           "synthetic": [["uniform", None], ["prequential", "mlp"]]}),
+        "paper": dict(num_threads=1,
+                      codes={"mnist": [["uniform", None], ["prequential", "mlp"], ["prequential", "vgg_mnist"],
+                                       ["two_part", "mlp"]],
+                             "cifar10": [["uniform", None], ["prequential", "mlp"], ["prequential", "vgg_cifar"]],
+                             "synthetic": [["uniform", None], ["prequential", "mlp"]]}),
+    },
     # Chapters add their settings above this line, one key per chapter (its notebook's name without NN_).
 }
 
