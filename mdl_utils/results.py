@@ -200,18 +200,18 @@ def load_or_compute(
 # --------------------------------------------------------------- provenance
 
 
-def git_commit() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the git checkout holding mdl_utils, or (None, None) outside git."""
+def git_commit() -> tuple[str | None, list[str] | None]:
+    """(commit, files of mdl_utils modified since it) of the checkout holding mdl_utils; (None, None) outside git."""
     where = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "mdl_utils"],
-            cwd=where.parent, capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-        return commit, bool(status)
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+            cwd=where, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+        return commit, sorted(line[3:] for line in status.splitlines() if line.strip())
     except (OSError, subprocess.SubprocessError):
         return None, None
 
@@ -246,7 +246,7 @@ def provenance(*, device: Any, stopwatch: Stopwatch, data_source: str, **extra: 
     commit, dirty = git_commit()
     return {
         "git_commit": commit,
-        "git_dirty": dirty,
+        "git_dirty": dirty,  # files of mdl_utils that differed from the commit ([] = clean)
         "mdl_utils": __version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
