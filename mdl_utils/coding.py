@@ -404,7 +404,8 @@ def round_trip(dataset, code: str, settings: Any = None, *, scale: str, path: st
     """
     from .results import CodeResult, Stopwatch, provenance
 
-    model = "uniform" if code == "uniform" else (settings.model if code == "prequential" else settings["model"])
+    network = None if code == "uniform" else (settings.model if code == "prequential" else settings["model"])
+    model = "uniform" if network is None else f"{code}_{network}"  # one results file per (code, network)
     with Stopwatch() as sw:
         enc = encode(dataset, code, settings, num_threads=num_threads, progress=progress)
         data = enc.data
@@ -426,7 +427,7 @@ def round_trip(dataset, code: str, settings: Any = None, *, scale: str, path: st
                "file_bytes": float(len(enc.data)), "file_bits": float(enc.file_bits),
                "overhead_bits": overhead,
                "payload_overhead_bits": enc.payload_bits + enc.model_bits - enc.codelength_bits},
-        params={"encode_seconds": enc.seconds, "decode_seconds": dec.seconds, "round_trip_labels_equal": labels_ok,
+        params={"network": network, "encode_seconds": enc.seconds, "decode_seconds": dec.seconds, "round_trip_labels_equal": labels_ok,
                 "round_trip_probabilities_equal": probs_ok, "num_threads": enc.header["num_threads"],
                 "format_version": FORMAT_VERSION, "header": enc.header},
         provenance=provenance(device="cpu", stopwatch=sw, data_source=dataset.source),
