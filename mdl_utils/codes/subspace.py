@@ -179,7 +179,7 @@ def train_subspace(sub: Subspace, x: torch.Tensor, y: torch.Tensor, *, epochs: i
     history = []
     n = len(y)
     bar = tqdm(total=epochs * math.ceil(n / batch_size), desc=progress if isinstance(progress, str) else "subspace",
-               leave=False, disable=not progress)
+               leave=False, disable=not progress, mininterval=5.0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
