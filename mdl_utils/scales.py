@@ -27,7 +27,8 @@ SETTINGS: dict[str, dict[str, dict]] = {
         # on the last val_fraction of the transmitted labels.
         "smoke": dict(n_train=600, n_test=200, epochs=3, patience=2,
                       models={"mnist": ["mlp"], "cifar10": ["mlp"], "synthetic": ["mlp"]}),
-        "cpu": dict(n_train=None, n_test=None, epochs=20, patience=3,
+        # epochs_by_model: a smaller cap for the models that are slow on a CPU (stated in each result's params).
+        "cpu": dict(n_train=None, n_test=None, epochs=20, patience=3, epochs_by_model={"shallow": 5, "tinycnn": 5},
                     models={"mnist": ["mlp", "small_cnn"], "cifar10": ["mlp", "shallow", "tinycnn"],
                             "synthetic": ["logistic", "mlp"]}),
         "paper": dict(n_train=None, n_test=None, epochs=50, patience=5,

@@ -311,7 +311,8 @@ def compute(dataset: str, model: str, scale: str, *, seed: int = 0, calibrate: b
     cfg = scale_settings(CHAPTER, scale)
     train = data.load(dataset, "train", root=data_root, n=cfg["n_train"], seed=seed)
     test = data.load(dataset, "test", root=data_root, n=cfg["n_test"], seed=seed)
-    settings = PrequentialSettings(model=model, timesteps=default_timesteps(dataset, train.n), epochs=cfg["epochs"],
+    epochs = cfg.get("epochs_by_model", {}).get(model, cfg["epochs"])
+    settings = PrequentialSettings(model=model, timesteps=default_timesteps(dataset, train.n), epochs=epochs,
                                    patience=cfg["patience"], augment=model in AUGMENTED, calibrate=calibrate,
                                    seed=seed)
     ckpt = checkpoint_path(dataset, model, scale, root)
