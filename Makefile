@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)  ## render the HTML book from stored results into _build/html (never trains)
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going  # --all: re-read every page, results change without the sources changing
 
 test: $(STAMP)  ## the whole test suite (unit tests, smoke runs, nbval, the book build)
 	$(PY) -m pytest
