@@ -11,6 +11,15 @@ from mdl_utils.codes import counting, uniform
 from mdl_utils.codes import variational as V
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: much faster than two on the shared, loaded CPU; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_counting_numbers():
     assert counting.counting_bound_bits(60000, 10, 20) == pytest.approx(60000 * math.log2(10) - 20)
     assert counting.bound_failure_probability(20) == 2.0 ** -20

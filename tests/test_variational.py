@@ -13,6 +13,15 @@ from mdl_utils.codes import variational as V
 LN2 = math.log(2.0)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: much faster than two on the shared, loaded CPU; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_closed_form_kl_matches_monte_carlo():
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(50, generator=g, dtype=torch.float64) * 0.3
