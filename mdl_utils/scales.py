@@ -63,14 +63,14 @@ SETTINGS: dict[str, dict[str, dict]] = {
     "two_part": {
         # n_train/n_test: samples loaded (None = whole split); fit(): Adam lr, at most `epochs`, early stopping
         # with `patience` on the last 10% of the training labels (all of which are encoded and paid for).
-        "smoke": dict(n_train=2000, n_test=1000, epochs=2, lr=1e-3, patience=3),
+        "smoke": dict(n_train=1000, n_test=500, epochs=2, lr=1e-3, patience=3),
         "cpu": dict(n_train=None, n_test=None, epochs=8, lr=1e-3, patience=2),
         "paper": dict(n_train=None, n_test=None, epochs=100, lr=1e-3, patience=5),
     },
     "network_compression": {
         # train `epochs`, then for each sparsity (iterative magnitude pruning) fine-tune `finetune_epochs`
         # with the mask; each tensor quantized to a 2^b-entry k-means codebook for b in `bits`.
-        "smoke": dict(n_train=2000, n_test=1000, epochs=2, lr=1e-3, patience=3, finetune_epochs=1,
+        "smoke": dict(n_train=1000, n_test=500, epochs=2, lr=1e-3, patience=3, finetune_epochs=1,
                       finetune_lr=5e-4, sparsities=[0.0, 0.8], bits=[2, 4]),
         "cpu": dict(n_train=None, n_test=None, epochs=8, lr=1e-3, patience=2, finetune_epochs=2,
                     finetune_lr=5e-4, sparsities=[0.0, 0.5, 0.75, 0.9, 0.95, 0.97], bits=[2, 3, 4, 5, 6]),
@@ -80,7 +80,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
     },
     "intrinsic_dimension": {
         # theta_d (from 0) trained `epochs` with Adam at `lr`; swept over dims d and precisions p (bits).
-        "smoke": dict(n_train=2000, n_test=1000, epochs=2, lr=0.1, dims=[50, 200], precisions=[4, 8, 32]),
+        "smoke": dict(n_train=1000, n_test=500, epochs=1, lr=0.1, dims=[50, 200], precisions=[4, 32]),
         "cpu": dict(n_train=None, n_test=None, epochs=3, lr=0.1, dims=[100, 300, 1000, 3000],
                     precisions=[2, 3, 4, 6, 8, 16, 32]),
         "paper": dict(n_train=None, n_test=None, epochs=20, lr=0.1, dims=[100, 200, 290, 500, 1000, 2900, 5000, 10000],
