@@ -245,7 +245,7 @@ def encode(dataset, code: str, settings: Any = None, *, device: str = "cpu", num
     (recorded; Bob uses the same).
     """
     import constriction
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from .codes.shannon import per_sample_bits
     from .codes.uniform import uniform_bits
@@ -316,7 +316,7 @@ def decode(data: bytes, dataset, *, progress: bool = True) -> Decoded:
     Alice's inputs, and after decoding the SHA-256 of the labels.
     """
     import constriction
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from .training import predict_logits
 

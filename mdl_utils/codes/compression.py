@@ -439,7 +439,7 @@ def network_compression(train, test, *, model: str, scale: str, sparsities=(0.0,
     L = 8 len(bytes) + log2(#(s, b) pairs) + data bits; the best pair is reported
     (its choice costs the log2 term). Curves: every (s, b).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from ..models import build, num_parameters
     from ..results import CodeResult, Stopwatch, provenance

@@ -169,7 +169,7 @@ def train_subspace(sub: Subspace, x: torch.Tensor, y: torch.Tensor, *, epochs: i
 
     Deterministic given the seed (CPU). Returns (theta_d, per-epoch mean training loss).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from ..training import make_deterministic
 
