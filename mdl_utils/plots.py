@@ -49,34 +49,15 @@ def heldout_curves(results: dict, scale_note: bool = True):
 def prequential_panels(results: list, title: str = ""):
     """Figure 2 of the paper: per-block bits per sample, test accuracy, cumulative excess over
     uniform and cumulative ratio, one line per model, against the samples already transmitted."""
-    style()
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
-    (ax_bits, ax_diff), (ax_acc, ax_ratio) = axes
+    fig, ((ax_bits, ax_diff), (ax_acc, ax_ratio)) = _learning_panels()
     for r in results:
         c, label = r.curves, f"{r.model} ({r.scale})"
         line, = ax_bits.plot(c["t_start"], c["bits_per_sample"], "o-", ms=3, label=label)
         ax_acc.plot(c["t_start"], c["test_accuracy"], "o-", ms=3, color=line.get_color())
         ax_diff.plot(c["cum_t"], [b / 1000 for b in c["cum_minus_uniform"]], "o-", ms=3, color=line.get_color())
         ax_ratio.plot(c["cum_t"], c["cum_ratio"], "o-", ms=3, color=line.get_color())
-    if results:
-        k = results[0].K
-        ax_bits.axhline(math.log2(k), color=COLORS["uniform"], ls="--", label="uniform")
-        ax_diff.axhline(0, color=COLORS["uniform"], ls="--")
-        ax_ratio.axhline(1, color=COLORS["uniform"], ls="--")
-        ax_acc.axhline(1 / k, color=COLORS["uniform"], ls="--")
-    ax_bits.set_ylabel("bits per sample on the next block")
-    ax_acc.set_ylabel("test accuracy of the block's model")
-    ax_diff.set_ylabel("cumulative codelength - uniform (kbits)")
-    ax_ratio.set_ylabel("cumulative compression ratio")
-    for ax in axes.flat:
-        ax.set_xscale("log")
-    ax_acc.set_xlabel("samples transmitted so far")
-    ax_ratio.set_xlabel("samples transmitted so far")
-    ax_bits.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish_learning_panels(fig, results, "bits per sample on the next block",
+                                   "test accuracy of the block's model", "samples transmitted so far", title)
 
 
 def _block_series(r):
@@ -91,9 +72,7 @@ def _block_series(r):
 def switch_panels(results: list, title: str = ""):
     """Figure 3 of the paper: per block, test accuracy and bits per sample; cumulated, the difference
     to uniform and the compression ratio; for prequential models, their self-switch and the switch code."""
-    style()
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
-    (ax_bits, ax_diff), (ax_acc, ax_ratio) = axes
+    fig, ((ax_bits, ax_diff), (ax_acc, ax_ratio)) = _learning_panels()
     colors = {}
     for r in results:
         t_end, bits, acc = _block_series(r)
@@ -116,19 +95,33 @@ def switch_panels(results: list, title: str = ""):
         ax_ratio.plot(t_end, np.cumsum(bits) / cum_uniform, **kw)
         if acc is not None:
             ax_acc.plot(t_end, acc, **kw)
+    return _finish_learning_panels(fig, results, "bits per sample of the block", "test accuracy (model of the block)",
+                                   "samples transmitted (end of block)", title)
+
+
+def _learning_panels():
+    """The 2 x 2 layout of the paper's Figures 2 and 3: (bits, cumulative excess), (accuracy, ratio)."""
+    style()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
+    return fig, axes
+
+
+def _finish_learning_panels(fig, results: list, bits_label: str, acc_label: str, xlabel: str, title: str):
+    ax_bits, ax_diff, ax_acc, ax_ratio = fig.axes  # row-major: (bits, excess), (accuracy, ratio)
     if results:
         k = results[0].K
         ax_bits.axhline(math.log2(k), color=COLORS["uniform"], ls=":", label="uniform")
         ax_diff.axhline(0, color=COLORS["uniform"], ls=":")
         ax_ratio.axhline(1, color=COLORS["uniform"], ls=":")
-    ax_bits.set_ylabel("bits per sample of the block")
-    ax_acc.set_ylabel("test accuracy (model of the block)")
+        ax_acc.axhline(1 / k, color=COLORS["uniform"], ls=":")
+    ax_bits.set_ylabel(bits_label)
+    ax_acc.set_ylabel(acc_label)
     ax_diff.set_ylabel("cumulative codelength - uniform (kbits)")
     ax_ratio.set_ylabel("cumulative compression ratio")
-    for ax in axes.flat:
+    for ax in fig.axes:
         ax.set_xscale("log")
-    ax_acc.set_xlabel("samples transmitted (end of block)")
-    ax_ratio.set_xlabel("samples transmitted (end of block)")
+    ax_acc.set_xlabel(xlabel)
+    ax_ratio.set_xlabel(xlabel)
     ax_bits.legend(fontsize=7)
     if title:
         fig.suptitle(title)
