@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,3 +23,12 @@ def results_tmp(tmp_path, monkeypatch):
     """A scratch results store, so tests never touch the committed results/."""
     monkeypatch.setenv("MDL_RESULTS", str(tmp_path / "results"))
     return tmp_path / "results"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread (much faster than two on a loaded 2-core CPU); restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,14 +10,7 @@ from mdl_utils import data
 from mdl_utils.codes import counting, uniform
 from mdl_utils.codes import variational as V
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: much faster than two on the shared, loaded CPU; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_counting_numbers():

@@ -279,7 +279,7 @@ def fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sigma0: float, epoc
     ``steps``: about ``points_per_epoch`` points per epoch (epoch as a fraction, KL, and n times the mean
     sampled -log2 p over the mini-batches since the previous point) for figures.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from ..training import make_deterministic, resolve_device
 
