@@ -34,7 +34,6 @@ build, device (CPU) and thread count; encode/decode set the thread count
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -59,18 +58,6 @@ class CodingError(ValueError):
 
 
 # ---------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run the block with ``torch.set_num_threads(n)`` (None: unchanged), then restore."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def fingerprint(array: torch.Tensor | np.ndarray) -> str:
@@ -249,7 +236,7 @@ def encode(dataset, code: str, settings: Any = None, *, device: str = "cpu", num
 
     from .codes.shannon import per_sample_bits
     from .codes.uniform import uniform_bits
-    from .training import fit, predict_logits
+    from .training import fit, predict_logits, torch_threads
 
     if code not in CODES:
         raise ValueError(f"unknown code {code!r}; choose one of {', '.join(CODES)}")
@@ -318,7 +305,7 @@ def decode(data: bytes, dataset, *, progress: bool = True) -> Decoded:
     import constriction
     from tqdm import tqdm
 
-    from .training import predict_logits
+    from .training import predict_logits, torch_threads
 
     header, model_bytes, payload = unpack(data)
     check_dataset(header, dataset)

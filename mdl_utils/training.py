@@ -6,6 +6,7 @@ same machine, fitting gives the same weights bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -25,6 +26,21 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but no CUDA device is available; use device='auto' or 'cpu'")
     return device
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``torch.set_num_threads(n)`` (None: unchanged), then restore the previous count.
+
+    The thread count is part of what a decoder must reproduce: CPU kernels may sum in another order.
+    """
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def make_deterministic() -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdl_utils import coding, data
+from mdl_utils import coding, data, training
 from mdl_utils.codes import prequential as P
 from mdl_utils.codes.prequential import PrequentialSettings
 
@@ -58,7 +58,7 @@ def test_prequential_round_trip_size_and_exact_probabilities(synth, synth_preq):
 
 def test_encoder_codelength_is_the_prequential_chapters(synth, synth_preq):
     s, enc = synth_preq
-    with coding.torch_threads(1):
+    with training.torch_threads(1):
         result, per_sample = P.prequential_code(synth, None, s, scale="smoke", device="cpu", progress=False)
     assert enc.codelength_bits == pytest.approx(result.codelength_bits, rel=1e-12)
     # and the coder's float32 probabilities give the same per-sample bits up to float32 rounding

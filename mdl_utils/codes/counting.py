@@ -80,7 +80,7 @@ def memorization_code(dataset, *, scale: str, widths: tuple[int, ...] = (200, 20
     from torch import nn
 
     from ..results import CodeResult, Stopwatch, provenance
-    from ..training import fit, predict_logits, resolve_device
+    from ..training import fit, predict_logits, resolve_device, torch_threads
     from .shannon import accuracy, codelength_bits
 
     device = resolve_device(device)
@@ -100,12 +100,7 @@ def memorization_code(dataset, *, scale: str, widths: tuple[int, ...] = (200, 20
         curves["train_accuracy"].append(accuracy(logits, dataset.y))
         curves["data_bits_per_sample"].append(codelength_bits(logits, dataset.y) / dataset.n)
 
-    from .variational import _restore_threads
-
-    threads_before = torch.get_num_threads()
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    with Stopwatch() as sw, _restore_threads(threads_before):
+    with Stopwatch() as sw, torch_threads(num_threads):
         fit(net, dataset.x, dataset.y, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=0.0,
             patience=None, seed=seed, device=device, progress=f"{dataset.name}: memorizing" if progress else False,
             on_epoch_end=record)

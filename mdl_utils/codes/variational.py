@@ -391,14 +391,6 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sigma0: float 
 # -------------------------------------------------------------------- code
 
 
-@contextlib.contextmanager
-def _restore_threads(n: int):
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
 def variational_code(train, test=None, *, model: str, scale: str, sigma0_grid: Sequence[float], epochs: int,
                      batch_size: int = 128, lr: float = 1e-3, lr_rho: float = 3e-2, init_sigma: float = INIT_SIGMA,
                      eval_samples: int = 8, seed: int = 0, device: str = "auto", progress: bool = True,
@@ -414,7 +406,7 @@ def variational_code(train, test=None, *, model: str, scale: str, sigma0_grid: S
     faster than two on a loaded shared machine).
     """
     from ..results import CodeResult, Stopwatch, provenance
-    from ..training import resolve_device
+    from ..training import resolve_device, torch_threads
 
     grid = [float(s) for s in sigma0_grid]
     if not grid or any(not s > 0 for s in grid):
@@ -424,11 +416,8 @@ def variational_code(train, test=None, *, model: str, scale: str, sigma0_grid: S
     device = resolve_device(device)
     input_shape = tuple(train.x.shape[1:])
     runs = []
-    threads_before = torch.get_num_threads()
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    used_threads = torch.get_num_threads()
-    with Stopwatch() as sw, _restore_threads(threads_before):
+    with Stopwatch() as sw, torch_threads(num_threads):
+        used_threads = torch.get_num_threads()
         for k, s0 in enumerate(grid):
             net = build(model, input_shape, train.K, seed=seed, init_sigma=init_sigma)
             label = f"{train.name} {model} sigma0={s0:g} ({k + 1}/{len(grid)})"
