@@ -369,13 +369,9 @@ def settings_for(code: str, dataset: str, n: int, model: str | None, scale: str,
     if model is None:
         raise ValueError(f"the {code} code needs a model (--model), e.g. mlp")
     if code == "prequential":
-        from .codes.prequential import PrequentialSettings, default_timesteps
-        from .models import AUGMENTED
+        from .codes import prequential
 
-        cfg = scale_settings("prequential", scale)
-        return PrequentialSettings(model=model, timesteps=default_timesteps(dataset, n), epochs=cfg["epochs"],
-                                   patience=cfg["patience"], augment=model in AUGMENTED, calibrate=True, seed=seed,
-                                   record_epochs=False)
+        return prequential.settings_for(dataset, model, n, scale, seed=seed, record_epochs=False)
     if code == "two_part":
         cfg = scale_settings("two_part", scale)
         return {"model": model, "epochs": cfg["epochs"], "lr": cfg["lr"], "batch_size": 128,

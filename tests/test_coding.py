@@ -170,3 +170,12 @@ def test_real_mnist_subset_round_trip():
         dec = coding.decode(enc.data, bob(mnist), progress=False)
         assert np.array_equal(dec.labels, mnist.y.numpy()) and np.array_equal(dec.probs, enc.probs)
         assert abs(enc.payload_bits - enc.codelength_bits) <= SLACK_BITS
+
+
+def test_coder_uses_the_prequential_chapters_settings():
+    # one source of truth: the file coder and the chapter agree, per-model epoch caps included
+    for model in ("mlp", "tinycnn"):
+        ours = coding.settings_for("prequential", "cifar10", 50000, model, "cpu")
+        chapter = P.settings_for("cifar10", model, 50000, "cpu", record_epochs=False)
+        assert ours == chapter
+    assert coding.settings_for("prequential", "cifar10", 50000, "tinycnn", "cpu").epochs == 5

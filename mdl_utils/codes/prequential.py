@@ -297,6 +297,19 @@ def checkpoint_path(dataset: str, model: str, scale: str, root: Path | None = No
     return p.parent / ".partial" / p.name
 
 
+def settings_for(dataset: str, model: str, n: int, scale: str, *, seed: int = 0, calibrate: bool = True,
+                 record_epochs: bool = True) -> PrequentialSettings:
+    """The agreed settings of the prequential code of ``model`` on ``n`` samples of ``dataset`` at ``scale``."""
+    from ..models import AUGMENTED
+    from ..scales import settings as scale_settings
+
+    cfg = scale_settings(CHAPTER, scale)
+    epochs = cfg.get("epochs_by_model", {}).get(model, cfg["epochs"])
+    return PrequentialSettings(model=model, timesteps=default_timesteps(dataset, n), epochs=epochs,
+                               patience=cfg["patience"], augment=model in AUGMENTED, calibrate=calibrate, seed=seed,
+                               record_epochs=record_epochs)
+
+
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, calibrate: bool = True, device: str = "auto",
             data_root: str | None = None, root: Path | None = None, progress: bool = True) -> CodeResult:
     """Run the prequential code of ``model`` on ``dataset`` with the settings of ``scale`` (mdl_utils.scales).
@@ -305,16 +318,12 @@ def compute(dataset: str, model: str, scale: str, *, seed: int = 0, calibrate: b
     per-sample codelengths are stored beside the result (``.bits.npy``).
     """
     from .. import data
-    from ..models import AUGMENTED
     from ..scales import settings as scale_settings
 
     cfg = scale_settings(CHAPTER, scale)
     train = data.load(dataset, "train", root=data_root, n=cfg["n_train"], seed=seed)
     test = data.load(dataset, "test", root=data_root, n=cfg["n_test"], seed=seed)
-    epochs = cfg.get("epochs_by_model", {}).get(model, cfg["epochs"])
-    settings = PrequentialSettings(model=model, timesteps=default_timesteps(dataset, train.n), epochs=epochs,
-                                   patience=cfg["patience"], augment=model in AUGMENTED, calibrate=calibrate,
-                                   seed=seed)
+    settings = settings_for(dataset, model, train.n, scale, seed=seed, calibrate=calibrate)
     ckpt = checkpoint_path(dataset, model, scale, root)
     result, per_sample = prequential_code(train, test, settings, scale=scale, device=device, progress=progress,
                                           checkpoint=ckpt)
