@@ -14,14 +14,49 @@ Where the files are: the ``root`` argument, else ``MDL_DATA``, else
 ``~/.cache/mdl_utils/data`` (``MDL_CACHE`` moves the cache). MNIST and
 CIFAR-10 are downloaded by torchvision when missing and online. Decoded image
 folders are cached as ``.npz`` under the cache folder, never in the project.
+
+Data packs carry a whole dataset in one file, e.g. to a remote machine:
+``python -m mdl_utils.data pack DEST [--root ROOT] [--datasets mnist cifar10]``
+writes ``DEST/mnist.pack`` and ``DEST/cifar10.pack``. ``load`` reads
+``<root>/<name>.pack`` when the unpacked layout is absent, checks it once per
+process and gives the same arrays, bit for bit. A pack is a zip archive:
+
+- ``manifest.json``: ``format``, ``version``, ``dataset``, ``layout``,
+  ``classes``, ``source`` (what was packed), ``members`` (name -> bytes,
+  sha256) and ``checksum``, the SHA-256 of the manifest's sorted compact JSON
+  without that key, so it covers the whole content.
+- layout ``idx-gzip`` (MNIST): the four IDX files gzipped,
+  ``{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``.
+- layout ``image-folder`` (the CIFAR-10 JPEG copy): ``<split>.bin``, the image
+  files' bytes as on disk concatenated in load order, and ``<split>.json``,
+  ``{"classes": [...], "files": {class: [[file, bytes], ...]}}``. Decoded
+  arrays are cached as ``.npz`` keyed on the pack checksum (the first decode
+  of CIFAR-10's train split takes several seconds).
+- layout ``arrays`` (the official CIFAR-10 batches): ``<split>-images.npy``
+  (N, C, H, W uint8) and ``<split>-labels.npy`` (int64); about 176 MiB, so it
+  needs ``--max-mib`` above the default 60.
+
+Members are deflated (zip's own lossless compression) except those already
+compressed (``.gz``) or incompressible (``.npy``), which are stored. Deflating
+``<split>.bin`` does not touch the JPEG data; it shrinks the headers every
+file repeats, so the CIFAR-10 pack is about 18 MiB instead of 53.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
+import gzip
 import hashlib
+import io
+import json
 import os
+import struct
+import sys
+import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +151,10 @@ def _offline_error(what: str, where: Path, layout: str, why: object) -> DataUnav
 # ----------------------------------------------------------------- loaders
 # Each returns (images uint8 (N, C, H, W) or features float32, labels int64, classes, source).
 
+MNIST_LAYOUT = "mnist/MNIST/raw/*-ubyte"
+CIFAR10_LAYOUT = "cifar10/cifar-10-batches-py or cifar10/{train,test}/<class>/*.jpg"
+CIFAR10_JPEG_NOTE = " (JPEG-re-encoded copy, not the official batches)"
+
 
 def _load_mnist(split: str, root: Path, download: bool):
     from torchvision.datasets import MNIST
@@ -126,44 +165,68 @@ def _load_mnist(split: str, root: Path, download: bool):
         ds = MNIST(str(folder), train=train, download=False)
         source = f"MNIST IDX files under {folder.resolve()}"
     except RuntimeError as missing:
+        if (root / "mnist.pack").is_file():
+            return _load_pack("mnist", split, root / "mnist.pack")
+        layout = f"{MNIST_LAYOUT} or mnist.pack"
         if not download:
-            raise _offline_error("MNIST", folder, "mnist/MNIST/raw/*-ubyte", f"download disabled; {missing}") from None
+            raise _offline_error("MNIST", folder, layout, f"download disabled; {missing}") from None
         try:
             ds = MNIST(str(folder), train=train, download=True)
         except Exception as e:  # URLError, HTTPError, socket errors, checksum failures
-            raise _offline_error("MNIST", folder, "mnist/MNIST/raw/*-ubyte", e) from None
+            raise _offline_error("MNIST", folder, layout, e) from None
         source = f"MNIST downloaded by torchvision into {folder.resolve()}"
     images = ds.data.numpy()[:, None, :, :].copy()
     labels = ds.targets.numpy().astype(np.int64)
     return images, labels, [str(c) for c in range(10)], source
 
 
+def _cifar10_arrays(ds, source: str):
+    """(images, labels, classes, source) of a torchvision CIFAR10 dataset."""
+    images = np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))
+    return images, np.asarray(ds.targets, np.int64), list(ds.classes), source
+
+
+def _cifar10_batches(folder: Path, split: str):
+    """The official batches under ``folder`` as :func:`_cifar10_arrays`, or None when absent or corrupt."""
+    from torchvision.datasets import CIFAR10
+
+    if not (folder / "cifar-10-batches-py").is_dir():
+        return None
+    try:
+        ds = CIFAR10(str(folder), train=split == "train", download=False)
+    except RuntimeError:
+        return None  # corrupt or incomplete: try the other layouts
+    return _cifar10_arrays(ds, f"official CIFAR-10 batches under {folder.resolve()}")
+
+
+def _check_cifar10_classes(where: Path, classes: list[str]) -> None:
+    if classes != CIFAR10_CLASSES:
+        raise DataUnavailableError(f"{where} holds classes {classes}, not CIFAR-10's {CIFAR10_CLASSES}")
+
+
 def _load_cifar10(split: str, root: Path, download: bool):
     from torchvision.datasets import CIFAR10
 
     folder = root / "cifar10"
-    train = split == "train"
-    if (folder / "cifar-10-batches-py").is_dir():
-        try:
-            ds = CIFAR10(str(folder), train=train, download=False)
-            images = np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))
-            return images, np.asarray(ds.targets, np.int64), list(ds.classes), f"official CIFAR-10 batches under {folder.resolve()}"
-        except RuntimeError:
-            pass  # corrupt or incomplete: try the other layouts
+    found = _cifar10_batches(folder, split)
+    if found is not None:
+        return found
     if (folder / split).is_dir():
         images, labels, classes, source = _load_image_folder(folder / split)
-        if classes != CIFAR10_CLASSES:
-            raise DataUnavailableError(f"{folder / split} holds classes {classes}, not CIFAR-10's {CIFAR10_CLASSES}")
-        return images, labels, classes, source + " (JPEG-re-encoded copy, not the official batches)"
-    layout = "cifar10/cifar-10-batches-py or cifar10/{train,test}/<class>/*.jpg"
+        _check_cifar10_classes(folder / split, classes)
+        return images, labels, classes, source + CIFAR10_JPEG_NOTE
+    if (root / "cifar10.pack").is_file():
+        images, labels, classes, source = _load_pack("cifar10", split, root / "cifar10.pack")
+        _check_cifar10_classes(root / "cifar10.pack", classes)
+        return images, labels, classes, source
+    layout = f"{CIFAR10_LAYOUT} or cifar10.pack"
     if not download:
         raise _offline_error("CIFAR-10", folder, layout, "download disabled")
     try:
-        ds = CIFAR10(str(folder), train=train, download=True)
+        ds = CIFAR10(str(folder), train=split == "train", download=True)
     except Exception as e:
         raise _offline_error("CIFAR-10", folder, layout, e) from None
-    images = np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))
-    return images, np.asarray(ds.targets, np.int64), list(ds.classes), f"CIFAR-10 downloaded by torchvision into {folder.resolve()}"
+    return _cifar10_arrays(ds, f"CIFAR-10 downloaded by torchvision into {folder.resolve()}")
 
 
 def _folder_fingerprint(files: list[Path]) -> str:
@@ -174,11 +237,8 @@ def _folder_fingerprint(files: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def _load_image_folder(folder: Path):
-    """Decode an ImageFolder tree (``<folder>/<class>/<image>``), caching the arrays as .npz."""
-    from PIL import Image
-
-    folder = folder.resolve()
+def _list_image_folder(folder: Path) -> tuple[list[str], list[Path], list[int]]:
+    """(classes, files, labels) of an ImageFolder tree ``<folder>/<class>/<image>``, in load order."""
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataUnavailableError(f"{folder} has no class sub-folders; expected the ImageFolder layout <folder>/<class>/<image>")
@@ -190,30 +250,244 @@ def _load_image_folder(folder: Path):
                 labels.append(k)
     if not files:
         raise DataUnavailableError(f"{folder} has class folders but no images ({', '.join(IMAGE_SUFFIXES)})")
-    cache = cache_dir() / "arrays" / f"folder-{_folder_fingerprint(files)}.npz"
-    source = f"image folder {folder}"
-    if cache.is_file():
-        with np.load(cache) as z:
-            return z["images"], z["labels"], classes, source
-    first = Image.open(files[0])
-    mode = "L" if first.mode in ("L", "1", "I;16") else "RGB"
+    return classes, files, labels
+
+
+def _decode_images(sources: list, names: list) -> np.ndarray:
+    """Decode same-size images (paths or bytes) to uint8 (N, C, H, W): C=1 for grey files, else RGB."""
+    from PIL import Image
+
+    def open_image(s):
+        return Image.open(s if isinstance(s, (str, os.PathLike)) else io.BytesIO(s))
+
+    with open_image(sources[0]) as first:
+        mode = "L" if first.mode in ("L", "1", "I;16") else "RGB"
     arrays = []
-    for f in files:
-        with Image.open(f) as im:
+    for s, name in zip(sources, names):
+        with open_image(s) as im:
             a = np.asarray(im.convert(mode))
-        if a.shape[:2] != arrays[0].shape[:2] if arrays else False:
-            raise DataUnavailableError(f"{f} is {a.shape[1]}x{a.shape[0]} but {files[0]} is "
+        if arrays and a.shape[:2] != arrays[0].shape[:2]:
+            raise DataUnavailableError(f"{name} is {a.shape[1]}x{a.shape[0]} but {names[0]} is "
                                        f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; resize the images to one size")
         arrays.append(a)
     images = np.stack(arrays)
     images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
-    images = np.ascontiguousarray(images, dtype=np.uint8)
-    labels = np.asarray(labels, np.int64)
+    return np.ascontiguousarray(images, dtype=np.uint8)
+
+
+def _cached_arrays(key: str, decode) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) from ``<cache>/arrays/<key>.npz``, else ``decode()``, saved there."""
+    cache = cache_dir() / "arrays" / f"{key}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            return z["images"], z["labels"]
+    images, labels = decode()
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
     np.savez(tmp, images=images, labels=labels)
     os.replace(tmp, cache)
-    return images, labels, classes, source
+    return images, labels
+
+
+def _load_image_folder(folder: Path):
+    """Decode an ImageFolder tree (``<folder>/<class>/<image>``), caching the arrays as .npz."""
+    folder = folder.resolve()
+    classes, files, file_labels = _list_image_folder(folder)
+    images, labels = _cached_arrays(f"folder-{_folder_fingerprint(files)}",
+                                    lambda: (_decode_images(files, files), np.asarray(file_labels, np.int64)))
+    return images, labels, classes, f"image folder {folder}"
+
+
+# ------------------------------------------------------------------- packs
+
+PACK_SUFFIX = ".pack"
+PACK_FORMAT = "mdl_utils data pack"
+PACK_VERSION = 1
+PACK_MAX_MIB = 60.0
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MNIST_PREFIX = {"train": "train", "test": "t10k"}
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same data give the same pack bytes
+
+
+def _parse_idx(data: bytes, name: str) -> np.ndarray:
+    """The array in an IDX file (MNIST's format: 0, 0, type, ndim, big-endian uint32 dims, data)."""
+    nd = data[3] if len(data) >= 4 else 0
+    head = 4 + 4 * nd
+    if nd == 0 or data[:2] != b"\0\0" or data[2] not in IDX_TYPES or len(data) < head:
+        raise DataUnavailableError(f"{name} is not an IDX file (bad header); re-copy it from the MNIST distribution")
+    dims = struct.unpack(f">{nd}I", data[4:head])
+    dtype = np.dtype(IDX_TYPES[data[2]])
+    if len(data) != head + int(np.prod(dims)) * dtype.itemsize:
+        raise DataUnavailableError(f"{name} holds {len(data)} bytes, not the {dims} array its header announces; "
+                                   f"re-copy it from the MNIST distribution")
+    return np.frombuffer(data, dtype, offset=head).reshape(dims)
+
+
+def _pack_checksum(manifest: dict) -> str:
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _corrupt_pack(path: Path, why: object) -> DataUnavailableError:
+    return DataUnavailableError(
+        f"data pack {path} is damaged or unreadable ({' '.join(str(why).split())}); re-run "
+        f"`python -m mdl_utils.data pack {path.parent} --root <unpacked data> --datasets {path.stem}` "
+        f"and copy it again, or remove it to use the unpacked layout"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _verified_manifest(path: str, stamp: tuple[int, int]) -> dict:
+    """The manifest of the pack at ``path`` after checking the checksum and every member's SHA-256.
+
+    ``stamp`` (size, mtime) keys the check, so it runs once per process and file version.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            manifest = json.loads(z.read("manifest.json"))
+            if manifest.get("format") != PACK_FORMAT or manifest.get("version") != PACK_VERSION:
+                raise ValueError(f"not a version-{PACK_VERSION} {PACK_FORMAT}")
+            if _pack_checksum(manifest) != manifest.get("checksum"):
+                raise ValueError("manifest checksum mismatch")
+            for name, entry in manifest["members"].items():
+                h = hashlib.sha256()
+                with z.open(name) as f:
+                    while chunk := f.read(1 << 22):
+                        h.update(chunk)
+                if h.hexdigest() != entry["sha256"]:
+                    raise ValueError(f"member {name} fails its SHA-256")
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError, EOFError, OSError, zlib.error) as e:
+        raise _corrupt_pack(Path(path), e) from None
+    return manifest
+
+
+def _load_pack(dataset: str, split: str, path: Path):
+    """``split`` of ``dataset`` decoded from the data pack at ``path``, as the loaders return it."""
+    path = path.resolve()
+    st = path.stat()
+    manifest = _verified_manifest(str(path), (st.st_size, st.st_mtime_ns))
+    if manifest["dataset"] != dataset:
+        raise DataUnavailableError(f"{path} packs {manifest['dataset']!r}, not {dataset!r}; "
+                                   f"re-run `python -m mdl_utils.data pack {path.parent} --datasets {dataset}`")
+    layout, checksum = manifest["layout"], manifest["checksum"]
+    source = f"data pack {path} (sha256 {checksum[:16]}) of {manifest['source']}"
+    with zipfile.ZipFile(path) as z:
+        if layout == "idx-gzip":
+            members = (f"{MNIST_PREFIX[split]}-{kind}-ubyte.gz" for kind in ("images-idx3", "labels-idx1"))
+            images, labels = (_parse_idx(gzip.decompress(z.read(m)), f"{path}:{m}") for m in members)
+            return images[:, None].copy(), labels.astype(np.int64), manifest["classes"], source
+        if layout == "arrays":
+            images, labels = (np.load(io.BytesIO(z.read(f"{split}-{kind}.npy")), allow_pickle=False)
+                              for kind in ("images", "labels"))
+            return images, labels, manifest["classes"], source
+        if layout == "image-folder":
+            index = json.loads(z.read(f"{split}.json"))
+            images, labels = _cached_arrays(
+                f"pack-{checksum[:16]}-{split}",
+                lambda: _decode_packed_folder(index, z.read(f"{split}.bin"), f"{path}:{split}"))
+            return images, labels, index["classes"], source
+    raise DataUnavailableError(f"{path} has layout {layout!r}, unknown to this mdl_utils; "
+                               f"re-run `python -m mdl_utils.data pack` with this version")
+
+
+def _decode_packed_folder(index: dict, blob: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode an ``image-folder`` split: the files listed in ``index``, cut in order from ``blob``."""
+    view, sources, names, labels, at = memoryview(blob), [], [], [], 0
+    for k, c in enumerate(index["classes"]):
+        for name, size in index["files"][c]:
+            sources.append(view[at:at + size])
+            names.append(f"{where}/{c}/{name}")
+            labels.append(k)
+            at += size
+    if at != len(blob):
+        raise DataUnavailableError(f"{where}: the index covers {at} of {len(blob)} bytes; re-run the pack command")
+    return _decode_images(sources, names), np.asarray(labels, np.int64)
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _pack_mnist(root: Path):
+    """(layout, members [(name, bytes, deflate)], manifest extras) of the MNIST IDX files under ``root``."""
+    raw = root / "mnist" / "MNIST" / "raw"
+    missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
+    if missing:
+        raise DataUnavailableError(f"no MNIST to pack: {raw} lacks {', '.join(missing)}; pass --root (or set MDL_DATA) "
+                                   f"to the folder holding {MNIST_LAYOUT}")
+    members = []
+    for f in MNIST_FILES:
+        data = (raw / f).read_bytes()
+        _parse_idx(data, str(raw / f))  # refuse truncated files
+        members.append((f + ".gz", gzip.compress(data, compresslevel=6, mtime=0), False))
+    extra = {"classes": [str(c) for c in range(10)], "source": f"MNIST IDX files under {raw.resolve()}"}
+    return "idx-gzip", members, extra
+
+
+def _pack_cifar10(root: Path):
+    """(layout, members, manifest extras) of CIFAR-10 under ``root``: the official batches, else the image folder."""
+    folder = root / "cifar10"
+    batches = [_cifar10_batches(folder, split) for split in SPLITS]
+    if all(b is not None for b in batches):
+        members = [(f"{split}-{kind}.npy", _npy(a), False)
+                   for split, b in zip(SPLITS, batches) for kind, a in zip(("images", "labels"), b[:2])]
+        return "arrays", members, {"classes": batches[0][2], "source": batches[0][3]}
+    if not all((folder / split).is_dir() for split in SPLITS):
+        raise DataUnavailableError(f"no CIFAR-10 to pack under {root}: expected {CIFAR10_LAYOUT}; pass --root "
+                                   f"(or set MDL_DATA) to the folder holding it")
+    members = []
+    for split in SPLITS:
+        classes, files, _ = _list_image_folder(folder / split)
+        _check_cifar10_classes(folder / split, classes)
+        blobs = [f.read_bytes() for f in files]
+        index = {"classes": classes, "files": {c: [] for c in classes}}
+        for f, b in zip(files, blobs):
+            index["files"][f.parent.name].append([f.name, len(b)])
+        members += [(f"{split}.json", json.dumps(index, separators=(",", ":")).encode(), True),
+                    (f"{split}.bin", b"".join(blobs), True)]  # deflate: the JPEG headers repeat
+    source = f"image folder {folder.resolve()}/{{train,test}}{CIFAR10_JPEG_NOTE}"
+    return "image-folder", members, {"classes": CIFAR10_CLASSES, "source": source}
+
+
+PACKERS = {"mnist": _pack_mnist, "cifar10": _pack_cifar10}
+
+
+def _write_zip(path: Path, manifest: dict, members) -> None:
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data, deflate in [("manifest.json", json.dumps(manifest, indent=1).encode(), True), *members]:
+            info = zipfile.ZipInfo(name, _ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+            z.writestr(info, data)
+
+
+def write_pack(name: str, dest: str | os.PathLike, root: str | os.PathLike | None = None,
+               max_mib: float = PACK_MAX_MIB) -> tuple[Path, dict]:
+    """Pack dataset ``name`` from ``root`` (default :func:`data_root`) into ``dest/<name>.pack``: (path, manifest).
+
+    Raises ValueError, leaving no file, when the pack would exceed ``max_mib`` MiB.
+    """
+    if name not in PACKERS:
+        raise ValueError(f"cannot pack {name!r}; choose from {', '.join(PACKERS)}")
+    layout, members, extra = PACKERS[name](data_root(root))
+    manifest = {"format": PACK_FORMAT, "version": PACK_VERSION, "dataset": name, "layout": layout, **extra,
+                "members": {m: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()} for m, b, _ in members}}
+    manifest["checksum"] = _pack_checksum(manifest)
+    path = Path(dest).expanduser() / f"{name}{PACK_SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        _write_zip(tmp, manifest, members)
+        mib = tmp.stat().st_size / 2**20
+        if mib > max_mib:
+            raise ValueError(f"{path.name} would be {mib:.1f} MiB, over the {max_mib:g} MiB limit ({layout} layout); "
+                             f"pass --max-mib {int(mib) + 1} to write it anyway")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path, manifest
 
 
 def synthetic_teacher() -> tuple[torch.Tensor, torch.Tensor]:
@@ -313,3 +587,34 @@ def load(
         indices=order,
         true_bits=None if true_bits is None else true_bits[order],
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mdl_utils.data pack DEST``: write one data pack per dataset and print a line for each."""
+    ap = argparse.ArgumentParser(prog="python -m mdl_utils.data",
+                                 description="Data packs: each dataset in one file, for copying to another machine.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("pack", help="write DEST/<dataset>.pack for each dataset",
+                       description="Write DEST/<dataset>.pack from the unpacked data; "
+                                   "point MDL_DATA at DEST to load them.")
+    p.add_argument("dest", metavar="DEST", help="folder to write the packs into (created if missing)")
+    p.add_argument("--root", default=None, help="folder holding the unpacked data (default: MDL_DATA, else the cache)")
+    p.add_argument("--datasets", nargs="+", default=list(PACKERS), choices=list(PACKERS), metavar="NAME",
+                   help=f"datasets to pack (default: {' '.join(PACKERS)})")
+    p.add_argument("--max-mib", type=float, default=PACK_MAX_MIB,
+                   help=f"refuse packs larger than this (default {PACK_MAX_MIB:g} MiB)")
+    args = ap.parse_args(argv)
+    try:
+        for name in args.datasets:
+            start = time.perf_counter()
+            path, manifest = write_pack(name, args.dest, args.root, args.max_mib)
+            print(f"{path.name}  {path.stat().st_size / 2**20:.1f} MiB  sha256 {manifest['checksum']}  "
+                  f"({manifest['layout']}, {time.perf_counter() - start:.1f} s)  {path}")
+    except (ValueError, RuntimeError, OSError) as e:  # DataUnavailableError, size limit, unreadable files
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
