@@ -7,7 +7,7 @@ SCALE  ?= cpu
 NB     ?= notebooks/01_uniform.md
 ARGS   ?=
 
-.PHONY: book test run bench clean venv
+.PHONY: book test run bench clean venv screenshots
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ run: $(STAMP)   ## make run NB=notebooks/01_uniform.md SCALE=cpu ARGS="-p seed 1
 
 bench: $(STAMP) ## throughput and wall-time tables
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+screenshots: $(STAMP) ## full-height PNGs of every built page, 1400 px and 400 px wide, into _build/screenshots
+	test -f _build/html/index.html || $(MAKE) book
+	$(PY) tests/test_browser.py _build/html _build/screenshots
 
 clean:
 	rm -rf _build

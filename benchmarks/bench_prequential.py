@@ -16,9 +16,10 @@ import time
 
 import torch
 
+import dataclasses
+
 from mdl_utils import data, models, training
 from mdl_utils.codes import prequential as P
-from mdl_utils.scales import settings as scale_settings
 from mdl_utils.tables import markdown
 
 
@@ -46,24 +47,25 @@ def main() -> None:
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--scale", default="cpu")
     args = ap.parse_args()
-    cfg = scale_settings("prequential", args.scale)
-    train = data.load(args.dataset, "train", n=cfg["n_train"])
-    test = data.load(args.dataset, "test", n=cfg["n_test"])
-    timesteps = P.default_timesteps(args.dataset, train.n)
+    cfg = P.settings(args.scale)
+    train = data.load(args.dataset, "train", n=cfg.n_train)
+    test = data.load(args.dataset, "test", n=cfg.n_test)
+    recipe = cfg.recipe(args.dataset, args.model, train.n)
     runs = {}
     for record in (True, False):
-        s = P.PrequentialSettings(model=args.model, timesteps=timesteps, epochs=cfg["epochs"],
-                                  patience=cfg["patience"], record_epochs=record)
         t0 = time.perf_counter()
-        result, _ = P.prequential_code(train, test, s, scale=args.scale, device="cpu", progress=False)
+        with training.torch_threads(cfg.num_threads):
+            result = P.prequential_code(train, test, dataclasses.replace(recipe, record_epochs=record),
+                                        scale=args.scale, device="cpu", progress=False)
         runs[record] = (result, time.perf_counter() - t0)
     result, total = runs[True]
     c = result.curves
     rows, bare_total = [], 0.0
     for t_s, t_e, ran, trained, sec in zip(c["t_start"], c["t_end"], c["epochs_run"], c["samples_trained"],
                                            c["block_seconds"]):
-        n_train = t_s - training.validation_size(t_s, 0.1)
-        bare = bare_loop(args.model, train.x[:n_train], train.y[:n_train], ran, 128, 1e-3, 0)
+        n_train = t_s - training.validation_size(t_s, recipe.val_fraction)
+        with training.torch_threads(cfg.num_threads):
+            bare = bare_loop(args.model, train.x[:n_train], train.y[:n_train], ran, recipe.batch_size, recipe.lr, 0)
         bare_total += bare
         rows.append([f"{t_s:,}", f"{t_e - t_s:,}", ran, f"{trained:,}", f"{sec:.2f}", f"{trained / sec:,.0f}",
                      f"{bare:.2f}", f"{sec / bare:.2f}" if bare > 0 else ""])

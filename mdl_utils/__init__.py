@@ -2,7 +2,14 @@
 
 A companion library to the book reproducing Blier & Ollivier, "The Description
 Length of Deep Learning Models" (NeurIPS 2018). Every code maps a dataset, a
-model recipe and a seed to a :class:`mdl_utils.results.CodeResult`.
+model recipe and a seed to a :class:`mdl_utils.results.CodeResult`; the
+chapter -> module table is in :mod:`mdl_utils.codes`, the layers in
+docs/ARCHITECTURE.md.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("mdl_utils")
+except PackageNotFoundError:  # imported from a source tree that was not pip-installed (e.g. PYTHONPATH=.)
+    __version__ = "0+source"

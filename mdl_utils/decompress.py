@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
+from . import coder, data
+from .codes import bytes as bytes_code
+
 
 def main(argv: list[str] | None = None) -> int:
-    from . import coding
-
     ap = argparse.ArgumentParser(prog="python -m mdl_utils.decompress", description=__doc__.split("\n\n")[1])
     ap.add_argument("input", help="a labels file written by python -m mdl_utils.compress")
     ap.add_argument("--dataset", required=True, help="the dataset whose inputs Bob has (must match the file)")
@@ -24,18 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
-        import numpy as np
-
-        from . import data
-
-        raw = coding.read(args.input)
-        header, _, _ = coding.unpack(raw)
+        raw = coder.read(args.input)
+        header, _, _ = coder.unpack(raw)
         want = header["dataset"]
         if args.dataset != want["name"]:
-            raise coding.CodingError(f"wrong dataset: the file holds labels of {want['name']!r}, not "
+            raise coder.CodingError(f"wrong dataset: the file holds labels of {want['name']!r}, not "
                                      f"{args.dataset!r}; decode with --dataset {want['name']}")
         inputs = data.load(args.dataset, want["split"], root=args.data_root, n=want["n"], seed=want["order_seed"])
-        dec = coding.decode(raw, inputs, progress=not args.no_progress)
+        dec = bytes_code.decode(raw, inputs, progress=not args.no_progress)
         if args.out:
             np.save(args.out, dec.labels)
     except (ValueError, RuntimeError, OSError, KeyError) as e:  # CodingError, DataUnavailableError, ...

@@ -1,6 +1,12 @@
-"""Models by name (paper App. C, D). ``build(name, input_shape, num_classes, seed)``
-returns a freshly initialized ``torch.nn.Module`` whose initial weights depend
-only on the seed, so that Alice and Bob build the same network.
+"""The book's architectures, by name, in one registry (paper App. C, D).
+
+``build(name, input_shape, num_classes, seed, bayesian=False)`` returns a freshly
+initialized ``torch.nn.Module`` whose initial weights depend only on the seed,
+so that Alice and Bob build the same network. Each architecture is written once
+as a list of layer specs; ``bayesian=True`` builds the same layers with a
+diagonal Gaussian posterior over every weight (:mod:`mdl_utils.bayesian`, the
+variational code), without dropout (the weight noise plays that part) and
+without batch norm (not supported there).
 
 Dropout between fully connected layers uses p = 0.5: the paper states 0.5 for
 the VGG networks; its value for the other networks was lost in extraction.
@@ -14,133 +20,140 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .bayesian import BayesConv2d, BayesLinear
+
 DROPOUT = 0.5
-
-
-def _fc_head(in_features: int, widths: list[int], num_classes: int, dropout: float) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Flatten()]
-    for w in widths:
-        layers += [nn.Linear(in_features, w), nn.ReLU(inplace=True)]
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        in_features = w
-    layers.append(nn.Linear(in_features, num_classes))
-    return layers
-
-
-def _conv_stack(channels: int, plan: list[int | str], batch_norm: bool = False, kernel: int = 3,
-                padding: int = 1) -> tuple[list[nn.Module], int]:
-    """Conv layers from a plan like [32, 32, "M", 64]: ints are 3x3 convs + ReLU, "M" a 2x2 max-pool."""
-    layers: list[nn.Module] = []
-    for item in plan:
-        if item == "M":
-            layers.append(nn.MaxPool2d(2))
-        else:
-            layers.append(nn.Conv2d(channels, int(item), kernel, padding=padding))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(int(item)))
-            layers.append(nn.ReLU(inplace=True))
-            channels = int(item)
-    return layers, channels
-
-
-def _flat_size(features: nn.Module, input_shape: tuple[int, ...]) -> int:
-    features.eval()
-    try:
-        with torch.no_grad():
-            size = math.prod(features(torch.zeros(1, *input_shape)).shape[1:])
-    except RuntimeError as e:
-        raise ValueError(f"inputs of shape {input_shape} do not fit this network ({e})") from None
-    features.train()
-    return size
-
-
-def _with_head(features: list[nn.Module], input_shape, widths, num_classes, dropout) -> nn.Sequential:
-    body = nn.Sequential(*features)
-    return nn.Sequential(*features, *_fc_head(_flat_size(body, input_shape), widths, num_classes, dropout))
-
-
-def logistic(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Multinomial logistic regression: p(y|x) = softmax(W x + b) (chapter 1)."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
-
-
-def mlp(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Two hidden ReLU layers with dropout: 256 wide on MNIST-sized inputs, 512 on larger (CIFAR-10) (App. C, D)."""
-    width = 256 if math.prod(input_shape) <= 28 * 28 else 512
-    return nn.Sequential(*_fc_head(math.prod(input_shape), [width, width], num_classes, DROPOUT))
-
-
-def shallow(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """One hidden ReLU layer of width 5000 (App. D, CIFAR-10)."""
-    return nn.Sequential(*_fc_head(math.prod(input_shape), [5000], num_classes, 0.0))
-
-
-def lenet(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """LeNet-like (App. C): conv 6 and 16 filters 5x5, ReLU + 2x2 max-pool each; FC 120, 84."""
-    features, _ = _conv_stack(input_shape[0], [6, "M", 16, "M"], kernel=5, padding=0)
-    return _with_head(features, input_shape, [120, 84], num_classes, 0.0)
-
-
-def small_cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """A CNN practical on a 2-core CPU (ours, not the paper's): conv 16, pool, conv 32, pool, FC 128 + dropout."""
-    features, _ = _conv_stack(input_shape[0], [16, "M", 32, "M"])
-    return _with_head(features, input_shape, [128], num_classes, DROPOUT)
-
-
-def tinycnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """tinyCNN (App. D, CIFAR-10): 4 conv layers of 32 filters, max-pool after every two; FC 256, 256 + dropout."""
-    features, _ = _conv_stack(input_shape[0], [32, 32, "M", 32, 32, "M"])
-    return _with_head(features, input_shape, [256, 256], num_classes, DROPOUT)
-
-
-def vgg_mnist(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """VGG-like, 8 conv layers (32 32 64 64 128 128 256 256), max-pool every two; FC 256, 256 + dropout (App. D)."""
-    features, _ = _conv_stack(input_shape[0], [32, 32, "M", 64, 64, "M", 128, 128, "M", 256, 256, "M"])
-    return _with_head(features, input_shape, [256, 256], num_classes, DROPOUT)
-
-
 VGG13_PLAN: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
-
-def _vgg_cifar(input_shape, num_classes, batch_norm: bool) -> nn.Module:
-    features, _ = _conv_stack(input_shape[0], VGG13_PLAN, batch_norm=batch_norm)
-    return _with_head(features, input_shape, [512], num_classes, DROPOUT)
+Spec = tuple  # ("conv", out, kernel, padding) | ("bn",) | ("relu",) | ("pool",) | ("gap",) | ("flatten",)
+#               | ("fc", out) | ("dropout", p)
 
 
-def vgg_cifar(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """VGGa (App. D): the 13-conv VGG of Zagoruyko (2015), no batch norm, dropout 0.5 (trained without augmentation)."""
-    return _vgg_cifar(input_shape, num_classes, batch_norm=False)
+def _convs(plan: list[int | str], kernel: int = 3, padding: int = 1, batch_norm: bool = False) -> list[Spec]:
+    """Conv layers from a plan like [32, 32, "M", 64]: ints are convs + ReLU, "M" a 2x2 max-pool."""
+    specs: list[Spec] = []
+    for item in plan:
+        if item == "M":
+            specs.append(("pool",))
+        else:
+            specs += [("conv", int(item), kernel, padding), *([("bn",)] if batch_norm else []), ("relu",)]
+    return specs
 
 
-def vgg_cifar_bn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """VGGb (App. D): the same 13-conv VGG with batch norm (trained with augmentation)."""
-    return _vgg_cifar(input_shape, num_classes, batch_norm=True)
+def _head(widths: list[int], num_classes: int, dropout: float = 0.0) -> list[Spec]:
+    """Flatten, then fully connected ReLU layers (each followed by dropout when > 0), then the output layer."""
+    specs: list[Spec] = [("flatten",)]
+    for w in widths:
+        specs += [("fc", w), ("relu",), *([("dropout", dropout)] if dropout else [])]
+    return specs + [("fc", num_classes)]
 
 
-MODELS: dict[str, Callable[[tuple[int, ...], int], nn.Module]] = {
-    "logistic": logistic,
-    "mlp": mlp,
-    "shallow": shallow,
-    "lenet": lenet,
-    "small_cnn": small_cnn,
-    "tinycnn": tinycnn,
-    "vgg_mnist": vgg_mnist,
-    "vgg_cifar": vgg_cifar,
-    "vgg_cifar_bn": vgg_cifar_bn,
+def _mlp_width(input_shape) -> int:
+    return 256 if math.prod(input_shape) <= 28 * 28 else 512
+
+
+# name -> (layer specs for (input_shape, K), one-line description with the paper's section)
+ARCHITECTURES: dict[str, tuple[Callable[[tuple, int], list[Spec]], str]] = {
+    "logistic": (lambda s, k: _head([], k), "multinomial logistic regression softmax(W x + b) (Sec. 2.2)"),
+    "mlp": (lambda s, k: _head([_mlp_width(s)] * 2, k, DROPOUT),
+            "two hidden ReLU layers, 256 wide on MNIST-sized inputs, 512 on larger, dropout (App. C, D)"),
+    "mlp3x200": (lambda s, k: _head([200, 200, 200], k), "three hidden ReLU layers of 200 (Figure 1)"),
+    "shallow": (lambda s, k: _head([5000], k), "one hidden ReLU layer of width 5000 (App. D, CIFAR-10)"),
+    "lenet": (lambda s, k: _convs([6, "M", 16, "M"], kernel=5, padding=0) + _head([120, 84], k),
+              "LeNet-like: conv 6 and 16 filters 5x5, ReLU + max-pool each; FC 120, 84 (App. C)"),
+    "small_cnn": (lambda s, k: _convs([16, "M", 32, "M"]) + _head([128], k, DROPOUT),
+                  "ours, not the paper's: conv 16, pool, conv 32, pool, FC 128 + dropout"),
+    "tinycnn": (lambda s, k: _convs([32, 32, "M", 32, 32, "M"]) + _head([256, 256], k, DROPOUT),
+                "tinyCNN (App. D): 4 conv layers of 32 filters, max-pool after every two; FC 256, 256 + dropout"),
+    "vgg_mnist": (lambda s, k: _convs([32, 32, "M", 64, 64, "M", 128, 128, "M", 256, 256, "M"])
+                  + _head([256, 256], k, DROPOUT),
+                  "VGG-like, 8 conv layers (32 32 64 64 128 128 256 256), max-pool every two; FC 256, 256 (App. D)"),
+    "vgg_cifar": (lambda s, k: _convs(VGG13_PLAN) + _head([512], k, DROPOUT),
+                  "VGGa (App. D): the 13-conv VGG of Zagoruyko (2015), no batch norm, dropout 0.5"),
+    "vgg_cifar_bn": (lambda s, k: _convs(VGG13_PLAN, batch_norm=True) + _head([512], k, DROPOUT),
+                     "VGGb (App. D): the same 13-conv VGG with batch norm"),
 }
 
-# Models whose training recipe adds data augmentation (VGGb).
-AUGMENTED = {"vgg_cifar_bn"}
+
+def _out_shape(spec: Spec, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape (no batch axis) after one layer; ValueError when the inputs do not fit it."""
+    kind = spec[0]
+    if kind in ("conv", "bn", "pool", "gap") and len(shape) != 3:
+        raise ValueError(f"a {kind} layer needs image inputs (C, H, W), got shape {shape}")
+    if kind == "conv":
+        _, out, k, p = spec
+        h, w = shape[1] + 2 * p - k + 1, shape[2] + 2 * p - k + 1
+        if h < 1 or w < 1:
+            raise ValueError(f"inputs of shape {shape} are too small for a {k}x{k} convolution")
+        return out, h, w
+    if kind == "pool":
+        if shape[1] < 2 or shape[2] < 2:
+            raise ValueError(f"inputs of shape {shape} are too small for another 2x2 max-pool")
+        return shape[0], shape[1] // 2, shape[2] // 2
+    if kind == "gap":
+        return shape[0], 1, 1
+    if kind == "flatten":
+        return (math.prod(shape),)
+    if kind == "fc":
+        return (spec[1],)
+    if kind in ("bn", "relu", "dropout"):
+        return shape
+    raise ValueError(f"unknown layer spec {spec!r}")
 
 
-def build(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int = 0) -> nn.Module:
-    """Model ``name`` for inputs of ``input_shape`` (without batch axis), initialized from ``seed``."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+def _module(spec: Spec, shape: tuple[int, ...], bayesian: bool, init_sigma: float) -> nn.Module | None:
+    """The layer of ``spec`` for inputs of ``shape`` (None: nothing, e.g. dropout in a Bayesian network)."""
+    kind = spec[0]
+    if kind == "conv":
+        c, (_, out, k, p) = shape[0], spec
+        return BayesConv2d(c, out, k, padding=p, init_sigma=init_sigma) if bayesian else nn.Conv2d(c, out, k, padding=p)
+    if kind == "fc":
+        return BayesLinear(shape[0], spec[1], init_sigma=init_sigma) if bayesian else nn.Linear(shape[0], spec[1])
+    if kind == "bn":
+        if bayesian:
+            raise ValueError("batch norm has no Bayesian version; choose an architecture without it")
+        return nn.BatchNorm2d(shape[0])
+    if kind == "dropout":
+        return None if bayesian else nn.Dropout(spec[1])
+    return {"pool": lambda: nn.MaxPool2d(2), "gap": lambda: nn.AdaptiveAvgPool2d(1), "flatten": nn.Flatten,
+            "relu": lambda: nn.ReLU() if bayesian else nn.ReLU(inplace=True)}[kind]()
+
+
+def _specs(name: str, input_shape, num_classes: int) -> list[Spec]:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
+    return ARCHITECTURES[name][0](tuple(input_shape), int(num_classes))
+
+
+def build(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int = 0, *,
+          bayesian: bool = False, init_sigma: float = 1e-3) -> nn.Sequential:
+    """Model ``name`` for inputs of ``input_shape`` (without batch axis), initialized from ``seed``.
+
+    ``bayesian=True``: the same layers with Gaussian posteriors N(mu, softplus(rho)^2), means at PyTorch's
+    default initialization and widths ``init_sigma`` (the variational code, Sec. 3.3).
+    """
+    shape = tuple(int(s) for s in input_shape)
+    layers = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODELS[name](tuple(input_shape), num_classes)
+        for spec in _specs(name, shape, num_classes):
+            out = _out_shape(spec, shape)
+            module = _module(spec, shape, bayesian, init_sigma)
+            shape = out
+            if module is not None:
+                layers.append(module)
+    return nn.Sequential(*layers)
+
+
+def fits(name: str, input_shape: tuple[int, ...]) -> bool:
+    """Whether architecture ``name`` accepts inputs of ``input_shape`` (e.g. lenet needs images >= 16 x 16)."""
+    shape = tuple(int(s) for s in input_shape)
+    try:
+        for spec in _specs(name, shape, 2):
+            shape = _out_shape(spec, shape)
+    except ValueError:
+        return False
+    return True
 
 
 def num_parameters(model: nn.Module) -> int:

@@ -1,66 +1,168 @@
-"""The book's figure style and figures."""
+"""The book's figures, in one style: fonts legible at page width, legends outside the data."""
 
 from __future__ import annotations
 
 import math
+from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .tables import DATASET_LABELS
+from .results import CodeResult
+from .tables import label
 
-COLORS = {"uniform": "#7f7f7f", "floor": "#2ca02c", "model": "#1f77b4"}
+COLORS = {"uniform": "#7f7f7f", "floor": "#2ca02c", "model": "#1f77b4", "data": "#ff7f0e"}
+WIDTH = 9.0  # inches: the content column of the book
 
 
 def style() -> None:
     """One look for every figure of the book."""
     plt.rcParams.update({
         "figure.dpi": 110, "savefig.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
-        "axes.spines.top": False, "axes.spines.right": False, "font.size": 10,
+        "axes.spines.top": False, "axes.spines.right": False, "font.size": 11, "axes.titlesize": 11,
+        "axes.labelsize": 11, "legend.fontsize": 10, "xtick.labelsize": 10, "ytick.labelsize": 10,
         "legend.frameon": False,
     })
 
 
-def heldout_curves(results: dict, scale_note: bool = True):
-    """Bits per test label of a model fit on m samples, against uniform (and the true-model floor).
-
-    ``results`` maps a dataset name to its ``shannon`` CodeResult (None entries are skipped).
-    """
+def _grid(count: int, ncols: int = 2, height: float = 3.4):
     style()
-    items = [(ds, r) for ds, r in results.items() if r is not None]
-    fig, axes = plt.subplots(1, max(1, len(items)), figsize=(4.2 * max(1, len(items)), 3.4), squeeze=False)
-    for ax, (ds, r) in zip(axes[0], items):
-        c = r.curves
-        ax.plot(c["fit_size"], c["bits_per_sample"], "o-", color=COLORS["model"], label=f"{r.model} (Shannon code)")
-        ax.axhline(math.log2(r.K), color=COLORS["uniform"], ls="--", label=f"uniform: log2 {r.K}")
-        if "true_bits_per_sample" in c:
-            ax.axhline(c["true_bits_per_sample"], color=COLORS["floor"], ls=":", label="true model: H(Y|X)")
-        ax.set_xscale("log")
-        ax.set_ylim(0, max(max(c["bits_per_sample"]), math.log2(r.K)) * 1.05)
-        ax.set_xlabel("training samples the model is fit on")
-        ax.set_ylabel("bits per test label")
-        title = DATASET_LABELS.get(ds, ds)
-        ax.set_title(f"{title} ({r.scale} scale)" if scale_note else title)
-        ax.legend(fontsize=8)
+    ncols = max(1, min(ncols, count))
+    nrows = max(1, math.ceil(count / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, height * nrows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)[:count]
+
+
+def legend_below(fig, axes, ncol: int = 3) -> None:
+    """One legend for the figure, under the axes (never over the data)."""
+    handles, labels = {}, {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    labels = list(handles)
     fig.tight_layout()
+    if labels:
+        fig.legend([handles[k] for k in labels], labels, loc="upper center", ncol=ncol,
+                   bbox_to_anchor=(0.5, 0.0), frameon=False)
+
+
+def _done(results) -> list[CodeResult]:
+    values = results.values() if isinstance(results, Mapping) else results
+    return [r for r in values if r is not None]
+
+
+def heldout_curves(results: Mapping) -> plt.Figure | None:
+    """Chapter 1: bits per test label of a model fit on m samples, against uniform (and the true-model floor)."""
+    done = [r for r in _done(results) if r.code == "shannon_heldout"]
+    if not done:
+        return None
+    fig, axes = _grid(len(done), ncols=3, height=3.2)
+    for ax, r in zip(axes, done):
+        c = r.curves
+        ax.plot(c["fit_size"], c["bits_per_sample"], "o-", color=COLORS["model"], label=f"{r.model}, Shannon code")
+        ax.axhline(math.log2(r.K), color=COLORS["uniform"], ls="--", label="uniform code, log2 K")
+        if "true_bits_per_sample" in c:
+            ax.axhline(c["true_bits_per_sample"], color=COLORS["floor"], ls=":", label="true model, H(Y|X)")
+        ax.set(xscale="log", ylim=(0, max(max(c["bits_per_sample"]), math.log2(r.K)) * 1.05),
+               xlabel="samples the model is fit on", ylabel="bits per test label", title=label(r.dataset))
+    legend_below(fig, axes)
     return fig
 
 
-def prequential_panels(results: list, title: str = ""):
-    """Figure 2 of the paper: per-block bits per sample, test accuracy, cumulative excess over
-    uniform and cumulative ratio, one line per model, against the samples already transmitted."""
-    fig, ((ax_bits, ax_diff), (ax_acc, ax_ratio)) = _learning_panels()
+def model_data_bars(results: Mapping) -> plt.Figure | None:
+    """Chapter 2: model bits and data bits of each two-part code beside the uniform code (log scale)."""
+    done = _done(results)
+    if not done:
+        return None
+    style()
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.6 * len(done) + 1.2))
+    y = np.arange(len(done))
+    ax.barh(y - 0.2, [r.parts["model_bits"] / 1000 for r in done], height=0.4, color=COLORS["model"],
+            label="model bits (32 per parameter)")
+    ax.barh(y + 0.2, [r.parts["data_bits"] / 1000 for r in done], height=0.4, color=COLORS["data"],
+            label="data bits (training labels)")
+    ax.scatter([r.uniform_bits / 1000 for r in done], y, marker="|", s=400, color=COLORS["uniform"],
+               label="uniform code n log2 K", zorder=3)
+    ax.set_yticks(y, [f"{label(r.dataset)} / {r.model}" for r in done])
+    ax.set(xscale="log", xlabel="kbits (log scale)")
+    ax.invert_yaxis()
+    legend_below(fig, [ax])
+    return fig
+
+
+def compression_tradeoff(results: Mapping) -> plt.Figure | None:
+    """Chapter 3: total codelength of every (sparsity, bits) pair against sparsity, one line per bit width."""
+    done = _done(results)
+    if not done:
+        return None
+    fig, axes = _grid(len(done))
+    for ax, r in zip(axes, done):
+        c = {k: np.asarray(v) for k, v in r.curves.items()}
+        for b in sorted(set(c["bits"].tolist())):
+            sel = c["bits"] == b
+            ax.plot(c["sparsity"][sel], c["total_bits"][sel] / 1000, "o-", ms=3, label=f"{b} bits per shared weight")
+        ax.axhline(r.uniform_bits / 1000, color=COLORS["uniform"], ls="--", label="uniform code")
+        ax.set(yscale="log", ylabel="total codelength (kbits)", xlabel="sparsity (fraction of weights pruned)",
+               title=f"{label(r.dataset)} / {r.model}")
+    legend_below(fig, axes)
+    return fig
+
+
+def subspace_totals(results: Mapping) -> plt.Figure | None:
+    """Chapter 4: total codelength against the subspace dimension d, one line per precision p."""
+    done = _done(results)
+    if not done:
+        return None
+    fig, axes = _grid(len(done))
+    for ax, r in zip(axes, done):
+        c = {k: np.asarray(v) for k, v in r.curves.items() if k != "train_loss"}
+        for p in sorted(set(c["p"].tolist())):
+            sel = c["p"] == p
+            ax.plot(c["d"][sel], c["total_bits"][sel] / 1000, "o-", ms=3, label=f"p = {p} bits")
+        ax.axhline(r.uniform_bits / 1000, color=COLORS["uniform"], ls="--", label="uniform code")
+        low = 0.8 * c["total_bits"].min() / 1000
+        ax.set(xscale="log", yscale="log", ylim=(low, max(2.5 * r.uniform_bits / 1000, 1.5 * low)),
+               xlabel="subspace dimension d", ylabel="total codelength (kbits)", title=f"{label(r.dataset)} / {r.model}")
+    legend_below(fig, axes, ncol=4)
+    return fig
+
+
+def variational_curves(results: Mapping) -> plt.Figure | None:
+    """Chapter 5: KL (model bits), data bits and their sum during training, against the uniform code."""
+    done = _done(results)
+    if not done:
+        return None
+    fig, axes = _grid(len(done))
+    for ax, r in zip(axes, done):
+        st = r.curves["steps"]
+        for key, color, name in (("total_bits", "k", "total"), ("kl_bits", "C3", "KL (model part)"),
+                                 ("data_bits", "C0", "data part")):
+            ax.plot(st["epoch"], [b / 1000 for b in st[key]], color=color, label=name)
+        ax.axhline(r.uniform_bits / 1000, color=COLORS["uniform"], ls="--", label="uniform code")
+        ax.set(yscale="log", xlabel="epoch", ylabel="kbits",
+               title=f"{label(r.dataset)} / {r.model} (sigma0 = {r.params['sigma0']:g})")
+    legend_below(fig, axes, ncol=4)
+    return fig
+
+
+def prequential_panels(results: Sequence[CodeResult], title: str = "") -> plt.Figure:
+    """Figure 2 of the paper: per-block bits per sample, test accuracy, cumulative excess over uniform and
+    cumulative ratio, one line per model, against the samples already transmitted."""
+    fig, axes = _learning_panels()
+    ax_bits, ax_diff, ax_acc, ax_ratio = axes
     for r in results:
-        c, label = r.curves, f"{r.model} ({r.scale})"
-        line, = ax_bits.plot(c["t_start"], c["bits_per_sample"], "o-", ms=3, label=label)
+        c = r.curves
+        line, = ax_bits.plot(c["t_start"], c["bits_per_sample"], "o-", ms=3, label=r.model)
         ax_acc.plot(c["t_start"], c["test_accuracy"], "o-", ms=3, color=line.get_color())
         ax_diff.plot(c["cum_t"], [b / 1000 for b in c["cum_minus_uniform"]], "o-", ms=3, color=line.get_color())
         ax_ratio.plot(c["cum_t"], c["cum_ratio"], "o-", ms=3, color=line.get_color())
-    return _finish_learning_panels(fig, results, "bits per sample on the next block",
-                                   "test accuracy of the block's model", "samples transmitted so far", title)
+    return _finish_learning_panels(fig, results, "bits per sample, next block", "test accuracy",
+                                   "samples transmitted so far", title)
 
 
-def _block_series(r):
+def _block_series(r: CodeResult):
     """(t_end, bits, test accuracy) per block of a prequential / switch / self-switch result, first block included."""
     c = r.curves
     if r.code == "prequential":
@@ -69,61 +171,100 @@ def _block_series(r):
     return c["t_end"], c["bits"], c.get("test_accuracy")
 
 
-def switch_panels(results: list, title: str = ""):
-    """Figure 3 of the paper: per block, test accuracy and bits per sample; cumulated, the difference
-    to uniform and the compression ratio; for prequential models, their self-switch and the switch code."""
-    fig, ((ax_bits, ax_diff), (ax_acc, ax_ratio)) = _learning_panels()
-    colors = {}
+def switch_panels(results: Sequence[CodeResult], title: str = "") -> plt.Figure:
+    """Figure 3 of the paper: per block, bits per sample and test accuracy; cumulated, the difference to uniform
+    and the compression ratio; prequential codes, their self-switch (dashed) and the switch mixture (black)."""
+    fig, axes = _learning_panels()
+    ax_bits, ax_diff, ax_acc, ax_ratio = axes
+    colors: dict[str, str] = {}
     for r in results:
-        t_end, bits, acc = _block_series(r)
-        t_end, bits = np.asarray(t_end, float), np.asarray(bits, float)
+        t_end, bits_, acc = (np.asarray(v, float) if v is not None else None for v in _block_series(r))
         sizes = np.diff(np.concatenate([[0.0], t_end]))
-        base = r.model.split("-")[0] if r.code == "switch" else r.model
-        kw = dict(marker="o", ms=3, lw=1.2, ls="-")
+        kw = dict(marker="o", ms=3, lw=1.2, ls="-", label=f"{r.model}, prequential")
         if r.code == "switch":
             kw.update(color="black", lw=2.0, label="switch (mixture)")
         elif r.code == "self_switch":
-            kw.update(color=colors.get(base), ls="--", label=f"{r.model}, self-switch")
-        else:
-            kw.update(label=f"{r.model}, prequential")
-        line, = ax_bits.plot(t_end, bits / sizes, **kw)
-        colors.setdefault(base, line.get_color())
-        kw.pop("label", None)
+            kw.update(color=colors.get(r.model), ls="--", label=f"{r.model}, self-switch")
+        line, = ax_bits.plot(t_end, bits_ / sizes, **kw)
+        colors.setdefault(r.model, line.get_color())
+        kw.pop("label")
         kw["color"] = line.get_color()
         cum_uniform = np.cumsum(sizes) * math.log2(r.K)
-        ax_diff.plot(t_end, (np.cumsum(bits) - cum_uniform) / 1000, **kw)
-        ax_ratio.plot(t_end, np.cumsum(bits) / cum_uniform, **kw)
+        ax_diff.plot(t_end, (np.cumsum(bits_) - cum_uniform) / 1000, **kw)
+        ax_ratio.plot(t_end, np.cumsum(bits_) / cum_uniform, **kw)
         if acc is not None:
             ax_acc.plot(t_end, acc, **kw)
-    return _finish_learning_panels(fig, results, "bits per sample of the block", "test accuracy (model of the block)",
+    return _finish_learning_panels(fig, results, "bits per sample of the block", "test accuracy",
                                    "samples transmitted (end of block)", title)
 
 
 def _learning_panels():
     """The 2 x 2 layout of the paper's Figures 2 and 3: (bits, cumulative excess), (accuracy, ratio)."""
     style()
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
-    return fig, axes
+    fig, axes = plt.subplots(2, 2, figsize=(WIDTH, 6.6))
+    return fig, list(axes.flat)
 
 
-def _finish_learning_panels(fig, results: list, bits_label: str, acc_label: str, xlabel: str, title: str):
-    ax_bits, ax_diff, ax_acc, ax_ratio = fig.axes  # row-major: (bits, excess), (accuracy, ratio)
+def _finish_learning_panels(fig, results, bits_label: str, acc_label: str, xlabel: str, title: str):
+    ax_bits, ax_diff, ax_acc, ax_ratio = fig.axes
     if results:
         k = results[0].K
-        ax_bits.axhline(math.log2(k), color=COLORS["uniform"], ls=":", label="uniform")
-        ax_diff.axhline(0, color=COLORS["uniform"], ls=":")
-        ax_ratio.axhline(1, color=COLORS["uniform"], ls=":")
-        ax_acc.axhline(1 / k, color=COLORS["uniform"], ls=":")
+        ax_bits.axhline(math.log2(k), color=COLORS["uniform"], ls=":", label="uniform code")
+        for ax, level in ((ax_diff, 0), (ax_ratio, 1), (ax_acc, 1 / k)):
+            ax.axhline(level, color=COLORS["uniform"], ls=":")
     ax_bits.set_ylabel(bits_label)
     ax_acc.set_ylabel(acc_label)
-    ax_diff.set_ylabel("cumulative codelength - uniform (kbits)")
+    ax_diff.set_ylabel("cumulative minus uniform (kbits)")
     ax_ratio.set_ylabel("cumulative compression ratio")
     for ax in fig.axes:
         ax.set_xscale("log")
     ax_acc.set_xlabel(xlabel)
     ax_ratio.set_xlabel(xlabel)
-    ax_bits.legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    legend_below(fig, [ax_bits], ncol=3)
+    return fig
+
+
+def fake_labels_figure(true_run: CodeResult | None, random_run: CodeResult | None,
+                       memorized: CodeResult | None) -> plt.Figure | None:
+    """Figure 1 of the paper: the variational objective and its KL part on true and random labels (left);
+    plain training that memorizes random labels (right)."""
+    if true_run is None and random_run is None and memorized is None:
+        return None
+    fig, (ax, ax2) = _grid(2, height=3.6)
+    for r, color, name in ((true_run, "C0", "true labels"), (random_run, "C3", "random labels")):
+        if r is not None:
+            st = r.curves["steps"]
+            ax.plot(st["epoch"], [b / r.n for b in st["total_bits"]], color=color, label=f"{name}: objective")
+            ax.plot(st["epoch"], [b / r.n for b in st["kl_bits"]], color=color, ls=":", label=f"{name}: KL part")
+    ax.axhline(math.log2(10), color=COLORS["uniform"], ls="--", label="uniform: log2 10")
+    ax.set(yscale="log", xlabel="epoch", ylabel="bits per sample", title="variational training")
+    if memorized is not None:
+        c = memorized.curves
+        ax2.plot(c["epoch"], c["train_accuracy"], color="C3", label="train accuracy, random labels")
+        ax2.axhline(1 / memorized.K, color=COLORS["uniform"], ls="--", label="chance")
+        ax2.set(ylim=(0, 1.02), xlabel="epoch", ylabel="training accuracy",
+                title=f"plain Adam, {memorized.n:,} random labels")
+    legend_below(fig, [ax, ax2], ncol=3)
+    return fig
+
+
+def file_overheads(results: Mapping) -> plt.Figure | None:
+    """Chapter 9: what the file adds to the computed codelength: the payload's overhead and the header."""
+    done = _done(results)
+    if not done:
+        return None
+    style()
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * len(done) + 1.3))
+    names = [f"{label(r.dataset)} {r.model}" for r in done]
+    y = np.arange(len(done))
+    ax.barh(y - 0.2, [r.parts["payload_overhead_bits"] for r in done], height=0.4, color=COLORS["model"],
+            label="payload minus computed codelength")
+    ax.barh(y + 0.2, [r.parts["header_bits"] for r in done], height=0.4, color=COLORS["data"], label="header")
+    ax.set_yticks(y, names)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("bits over the computed codelength")
+    ax.invert_yaxis()
+    legend_below(fig, [ax], ncol=2)
     return fig

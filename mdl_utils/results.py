@@ -1,13 +1,20 @@
 """Results of codes: the CodeResult record, its JSON store and its provenance.
 
 A stored result lives at ``results/<chapter>/<dataset>-<model>-<scale>.json``
-(DESIGN.md). Files are written atomically (temp file + rename) so an
-interrupted run never leaves half a result; a file that does not parse, or that
-is not a CodeResult, raises :class:`ResultFileError` naming the file and the fix.
+when its code is the chapter's own, and at
+``results/<chapter>/<code>/<dataset>-<model>-<scale>.json`` otherwise (e.g. the
+held-out Shannon curves of the uniform chapter, the self-switch codes of the
+switch chapter). Arrays that belong to a result (per-sample codelengths) sit
+beside it as ``<stem>.<name>.npy``. Files are written atomically (temp file +
+rename) so an interrupted run never leaves half a result. Every file is
+validated on load (JSON, schema, required fields and their types, n and K
+consistent with ``uniform_bits``); a defect raises :class:`ResultFileError`
+naming the file, the field and the fix. docs/ARCHITECTURE.md has the layout.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as _dt
 import json
@@ -20,9 +27,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import numpy as np
+import torch
 
 from . import __version__
+from .bits import uniform_bits
 
 SCHEMA = "mdl_utils.CodeResult/1"
 PROJECT_MARKER = "_toc.yml"
@@ -55,12 +66,13 @@ class CodeResult:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     note: str = ""
+    seed: int = 0
+    # Arrays stored beside the JSON file (e.g. "bits": per-sample codelengths); not part of the JSON.
+    arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
     def uniform_bits(self) -> float:
         """n log2 K, the reference every ratio divides by."""
-        from .codes.uniform import uniform_bits
-
         return uniform_bits(self.n, self.K)
 
     @property
@@ -72,14 +84,15 @@ class CodeResult:
     def kbits(self) -> float:
         return self.codelength_bits / 1000.0
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d = {"schema": SCHEMA, **d, "uniform_bits": self.uniform_bits, "ratio": self.ratio}
-        return d
+    def to_dict(self, derived: bool = True) -> dict[str, Any]:
+        """The JSON form; ``derived`` adds uniform_bits and ratio (computed from valid fields only)."""
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "arrays"}
+        d = {"schema": SCHEMA, **d}
+        return {**d, "uniform_bits": self.uniform_bits, "ratio": self.ratio} if derived else d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CodeResult":
-        fields = {f.name for f in dataclasses.fields(cls)}
+        fields = {f.name for f in dataclasses.fields(cls)} - {"arrays"}
         return cls(**{k: v for k, v in d.items() if k in fields})
 
 
@@ -104,9 +117,28 @@ def slug(text: str) -> str:
     return s or "unnamed"
 
 
-def result_path(chapter: str, dataset: str, model: str, scale: str, root: Path | None = None) -> Path:
-    root = Path(root) if root is not None else results_root()
-    return root / slug(chapter) / f"{slug(dataset)}-{slug(model)}-{slug(scale)}.json"
+def result_path(chapter: str, dataset: str, model: str, scale: str, root: Path | None = None,
+                code: str | None = None, seed: int = 0) -> Path:
+    """results/<chapter>/[<code>/]<dataset>-<model>-<scale>[-seed<s>].json.
+
+    The code folder only when code != chapter; the seed suffix only for seeds other than 0.
+    """
+    folder = (Path(root) if root is not None else results_root()) / slug(chapter)
+    if code and code != chapter:
+        folder = folder / slug(code)
+    tag = f"-seed{int(seed)}" if seed else ""
+    return folder / f"{slug(dataset)}-{slug(model)}-{slug(scale)}{tag}.json"
+
+
+def path_of(result: CodeResult, chapter: str, root: Path | None = None) -> Path:
+    """Where ``result`` is stored in ``chapter``'s folder."""
+    return result_path(chapter, result.dataset, result.model, result.scale, root, code=result.code, seed=result.seed)
+
+
+def array_path(path: Path, name: str) -> Path:
+    """Where an array belonging to the result at ``path`` is stored: ``<stem>.<name>.npy`` beside it."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{name}.npy")
 
 
 # ------------------------------------------------------------------ storage
@@ -132,13 +164,71 @@ def write_json_atomic(path: Path, payload: Any) -> Path:
     return path
 
 
+def save_array(path: Path, array: np.ndarray, dtype=np.float32) -> Path:
+    """Store ``array`` at ``path`` (.npy) through a temp file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    try:
+        np.save(tmp, np.asarray(array, dtype=dtype))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def save(result: CodeResult, chapter: str, root: Path | None = None) -> Path:
-    """Store ``result`` at results/<chapter>/<dataset>-<model>-<scale>.json, atomically."""
-    return write_json_atomic(result_path(chapter, result.dataset, result.model, result.scale, root), result.to_dict())
+    """Store ``result`` (validated first) and its ``arrays`` under results/<chapter>/, atomically."""
+    path = path_of(result, chapter, root)
+    problem = validation_error(result.to_dict(derived=False))
+    if problem:
+        raise ResultFileError(f"refusing to write {path}: {problem}")
+    payload = result.to_dict()
+    for name, array in result.arrays.items():
+        save_array(array_path(path, name), array)
+    return write_json_atomic(path, payload)
+
+
+# --------------------------------------------------------------- validation
+
+# Codes renamed since the first results were written (old name -> chapter's name).
+LEGACY_CODE_NAMES = {"subspace": "intrinsic_dimension", "compression": "network_compression",
+                     "shannon": "shannon_heldout"}
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "code": (str,), "dataset": (str,), "model": (str,), "scale": (str,), "n": (int,), "K": (int,),
+    "codelength_bits": (int, float), "test_accuracy": (int, float, type(None)), "parts": (dict,),
+    "curves": (dict,), "params": (dict,), "provenance": (dict,), "note": (str,), "seed": (int,),
+}
+
+
+def validation_error(d: Any) -> str | None:
+    """What is wrong with a CodeResult dict (first problem found, naming the field), or None."""
+    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+        return f"not a CodeResult file (expected schema {SCHEMA!r})"
+    required = [f.name for f in dataclasses.fields(CodeResult)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [k for k in required if k not in d]
+    if missing:
+        return f"CodeResult lacks {', '.join(missing)}"
+    for key, types in FIELD_TYPES.items():
+        if key in d and (not isinstance(d[key], types) or isinstance(d[key], bool)):
+            return f"field {key!r} is {type(d[key]).__name__} {d[key]!r:.40}, expected {' or '.join(t.__name__ for t in types)}"
+    if d["n"] < 1 or d["K"] < 2:
+        return f"n = {d['n']} and K = {d['K']} must be >= 1 and >= 2"
+    if not math.isfinite(d["codelength_bits"]) or d["codelength_bits"] < 0:
+        return f"field 'codelength_bits' is {d['codelength_bits']!r}, expected a finite number >= 0"
+    for key in ("parts",):
+        bad = [k for k, v in d[key].items() if not isinstance(v, (int, float)) or isinstance(v, bool)]
+        if bad:
+            return f"{key}[{bad[0]!r}] is {d[key][bad[0]]!r:.40}, expected a number of bits"
+    if "uniform_bits" in d and not math.isclose(d["uniform_bits"], uniform_bits(d["n"], d["K"]), rel_tol=1e-9):
+        return f"uniform_bits {d['uniform_bits']!r} is not n log2 K = {uniform_bits(d['n'], d['K'])!r}"
+    return None
 
 
 def load_file(path: str | Path) -> CodeResult:
-    """Read one CodeResult JSON file; any defect raises ResultFileError naming the file."""
+    """Read and validate one CodeResult JSON file; any defect raises ResultFileError naming the file."""
     path = Path(path)
     fix = f"delete {path} and recompute it (python -m mdl_utils.run ...), or restore it with git"
     try:
@@ -149,52 +239,38 @@ def load_file(path: str | Path) -> CodeResult:
         d = json.loads(text)
     except json.JSONDecodeError as e:
         raise ResultFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); {fix}") from None
-    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
-        raise ResultFileError(f"{path}: not a CodeResult file (expected schema {SCHEMA!r}); {fix}")
-    required = [f.name for f in dataclasses.fields(CodeResult) if f.default is dataclasses.MISSING]
-    missing = [k for k in required if k not in d]
-    if missing:
-        raise ResultFileError(f"{path}: CodeResult lacks {', '.join(missing)}; {fix}")
+    problem = validation_error(d)
+    if problem:
+        raise ResultFileError(f"{path}: {problem}; {fix}")
+    d["code"] = LEGACY_CODE_NAMES.get(d["code"], d["code"])
     return CodeResult.from_dict(d)
 
 
-def load(chapter: str, dataset: str, model: str, scale: str, root: Path | None = None) -> CodeResult:
-    return load_file(result_path(chapter, dataset, model, scale, root))
+def load(chapter: str, dataset: str, model: str, scale: str, root: Path | None = None,
+         code: str | None = None, seed: int = 0) -> CodeResult:
+    return load_file(result_path(chapter, dataset, model, scale, root, code=code, seed=seed))
 
 
-def stored(chapter: str | None = None, root: Path | None = None) -> list[CodeResult]:
-    """Every CodeResult stored under the results root (or one chapter of it), sorted by path."""
+def load_array(chapter: str, result: CodeResult, name: str, root: Path | None = None) -> np.ndarray:
+    """An array stored beside ``result`` (e.g. ``"bits"``: per-sample codelengths); ResultFileError if missing."""
+    path = array_path(path_of(result, chapter, root), name)
+    if not path.is_file():
+        raise ResultFileError(f"{path}: missing (the {name} array of {result.dataset}/{result.model} at "
+                              f"scale={result.scale}); recompute the {chapter} result")
+    return np.load(path)
+
+
+def stored(chapter: str | None = None, root: Path | None = None, code: str | None = None) -> list[CodeResult]:
+    """Stored CodeResults, sorted by path: of one code folder of a chapter (``code``), of a chapter's own code
+    (``chapter`` alone), or every result under the results root (neither)."""
     root = Path(root) if root is not None else results_root()
-    base = root / slug(chapter) if chapter else root
-    pattern = "*.json" if chapter else "*/*.json"
-    return [load_file(p) for p in sorted(base.glob(pattern))]
-
-
-def load_or_compute(
-    chapter: str,
-    dataset: str,
-    model: str,
-    scale: str,
-    compute: Callable[[], CodeResult],
-    *,
-    recompute: bool,
-    rerun_command: str,
-    root: Path | None = None,
-) -> CodeResult | None:
-    """Compute and store (``recompute=True``), else load the stored result.
-
-    Never trains when ``recompute`` is false: a missing result prints where it
-    should be and the command that computes it, and returns None.
-    """
-    path = result_path(chapter, dataset, model, scale, root)
-    if recompute:
-        result = compute()
-        save(result, chapter, root)
-        return result
-    if path.exists():
-        return load_file(path)
-    print(f"Not computed yet: {dataset} / {model} at scale={scale} ({path.name}).\nCompute it with:\n  {rerun_command}")
-    return None
+    if chapter is None:
+        paths = sorted(p for p in [*root.glob("*/*.json"), *root.glob("*/*/*.json")]
+                       if not any(part.startswith(".") for part in p.relative_to(root).parts))
+    else:
+        base = root / slug(chapter)
+        paths = sorted((base / slug(code) if code and code != chapter else base).glob("*.json"))
+    return [load_file(p) for p in paths]
 
 
 # --------------------------------------------------------------- provenance
@@ -217,8 +293,6 @@ def git_commit() -> tuple[str | None, list[str] | None]:
 
 
 def device_description(device: Any) -> str:
-    import torch
-
     device = torch.device(device)
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
@@ -238,11 +312,9 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self._t0
 
 
-def provenance(*, device: Any, stopwatch: Stopwatch, data_source: str, **extra: Any) -> dict[str, Any]:
-    """Where a number came from: code version, packages, device, start time, wall seconds, data."""
-    import numpy
-    import torch
-
+def provenance(*, device: Any, stopwatch: Stopwatch, data_source: str, precision: str = "fp32",
+               **extra: Any) -> dict[str, Any]:
+    """Where a number came from: code version, packages, device, precision, start time, wall seconds, data."""
     commit, dirty = git_commit()
     return {
         "git_commit": commit,
@@ -250,9 +322,10 @@ def provenance(*, device: Any, stopwatch: Stopwatch, data_source: str, **extra: 
         "mdl_utils": __version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "numpy": numpy.__version__,
+        "numpy": np.__version__,
         "platform": platform.platform(),
         "device": device_description(device),
+        "precision": precision,
         "started": stopwatch.started,
         "wall_seconds": round(stopwatch.seconds, 3),
         "data_source": data_source,

@@ -12,7 +12,6 @@ import argparse
 import ast
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,14 +74,6 @@ def check_parameters(nb, params: dict[str, Any]) -> None:
         if name not in known:
             allowed = ", ".join(n for n in known if n not in RUNNER_PARAMETERS)
             raise RunError(f"unknown parameter {name!r}; this notebook's parameters are: {allowed}")
-
-
-def rerun_command(notebook: str | Path, scale: str, **params: Any) -> str:
-    """The shell command that recomputes a chapter's results."""
-    args = ["python", "-m", "mdl_utils.run", str(notebook), "--scale", scale]
-    for name, value in params.items():
-        args += ["-p", name, value if isinstance(value, str) else json.dumps(value)]
-    return shlex.join(args)
 
 
 def output_path(notebook: str | Path, scale: str, params: dict[str, Any]) -> Path:

@@ -122,11 +122,18 @@ def validation_size(n: int, val_fraction: float) -> int:
     return min(n - 1, max(1, round(val_fraction * n)))
 
 
+def cross_entropy_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """The default loss of :func:`fit`: mean cross-entropy (nats) of ``model`` on a mini-batch."""
+    return nn.functional.cross_entropy(model(xb), yb)
+
+
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20, batch_size: int = 128,
         lr: float = 1e-3, weight_decay: float = 0.0, val_fraction: float = 0.1, patience: int | None = 3,
         augment: bool = False, seed: int = 0, device: str | torch.device = "auto", progress: bool | str = False,
-        on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> FitResult:
-    """Train ``model`` on (x, y) with Adam and mini-batches; deterministic given ``seed``.
+        on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+        loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy_loss,
+        param_groups: list[dict] | None = None) -> FitResult:
+    """Train ``model`` on (x, y) with Adam and mini-batches; deterministic given ``seed``. The one training loop.
 
     The last ``val_fraction`` of the given samples (in the order given) is held
     out; after each epoch the validation loss is measured and training stops
@@ -134,7 +141,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20,
     epoch are restored. Everything the routine looks at is in (x, y): for a
     prequential block these are transmitted labels only (the causality rule).
     ``on_epoch_end(e, model)`` is called with e = 0 before training and after
-    every epoch e = 1..epochs_run (for self-switch codes).
+    every epoch e = 1..epochs_run (for self-switch codes). ``loss(model, xb, yb)``
+    is the mini-batch objective (the variational code passes KL/n + data bits);
+    ``param_groups`` Adam's parameter groups (default: all of ``model``'s, at ``lr``).
     """
     device = resolve_device(device)
     make_deterministic()
@@ -143,7 +152,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20,
     x_tr, y_tr = x[:n_train].to(device), y[:n_train].to(device)
     x_val, y_val = x[n_train:].to(device), y[n_train:].to(device)
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.Adam(param_groups or model.parameters(), lr=lr, weight_decay=weight_decay)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
     best = (math.inf, 0, copy.deepcopy(model.state_dict()))
     t0 = time.perf_counter()
@@ -157,22 +166,11 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20,
         epoch = 0
         for epoch in range(1, epochs + 1):
             model.train()
-            order = torch.randperm(n_train, generator=g).to(device)
-            total = 0.0
-            for i in range(0, n_train, batch_size):
-                idx = order[i:i + batch_size]
-                xb = augment_batch(x_tr[idx], g) if augment else x_tr[idx]
-                loss = nn.functional.cross_entropy(model(xb), y_tr[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-            history["train_loss"].append(total / max(n_train, 1))
+            history["train_loss"].append(_epoch(model, opt, loss, x_tr, y_tr, batch_size, augment, g))
             if n_val:
-                logits = predict_logits(model, x_val, device)
-                val_loss = nn.functional.cross_entropy(logits, y_val.cpu()).item()
+                val_loss, val_acc = _validate(model, x_val, y_val, device)
                 history["val_loss"].append(val_loss)
-                history["val_accuracy"].append((logits.argmax(1) == y_val.cpu()).double().mean().item())
+                history["val_accuracy"].append(val_acc)
                 if val_loss < best[0]:
                     best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
             if on_epoch_end:
@@ -183,7 +181,29 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20,
     bar.close()
     if n_val:
         model.load_state_dict(best[2])
-    best_epoch = best[1] if n_val else epoch
     model.eval()
-    return FitResult(best_epoch=best_epoch, epochs_run=epoch, history=history,
+    return FitResult(best_epoch=best[1] if n_val else epoch, epochs_run=epoch, history=history,
                      seconds=time.perf_counter() - t0, n_train=n_train, n_val=n_val)
+
+
+def _epoch(model, opt, loss_fn, x, y, batch_size: int, augment: bool, g: torch.Generator) -> float:
+    """One pass over (x, y) in the order drawn from ``g``; returns the mean mini-batch loss (no sync per step)."""
+    n = len(y)
+    order = torch.randperm(n, generator=g).to(x.device)
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for i in range(0, n, batch_size):
+        idx = order[i:i + batch_size]
+        xb = augment_batch(x[idx], g) if augment else x[idx]
+        loss = loss_fn(model, xb, y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach().double() * len(idx)
+    return total.item() / max(n, 1)
+
+
+def _validate(model, x_val, y_val, device) -> tuple[float, float]:
+    """(mean cross-entropy in nats, accuracy) on the held-out samples."""
+    logits = predict_logits(model, x_val, device)
+    val_loss = nn.functional.cross_entropy(logits, y_val.cpu()).item()
+    return val_loss, (logits.argmax(1) == y_val.cpu()).double().mean().item()

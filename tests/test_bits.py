@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mdl_utils.codes import shannon, uniform
+from mdl_utils import bits as shannon
+from mdl_utils import bits as uniform
 
 
 def test_uniform_exact_values_of_the_paper():

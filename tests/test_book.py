@@ -1,10 +1,11 @@
-"""The book builds with -W -n --keep-going from the stored results (no training)."""
+"""The book builds with -W -n --keep-going from the stored results (no training), and shows them."""
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
+
+from mdl_utils import codes, results, tables
 
 from .conftest import ROOT
 
@@ -14,18 +15,31 @@ def _text(path: Path) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-def test_book_builds_without_warnings(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "MDL_RESULTS"}
-    env["MDL_OFFLINE"] = "1"  # building never needs data: it must not try to download
-    jb = Path(sys.executable).with_name("jupyter-book")
-    proc = subprocess.run([str(jb), "build", str(ROOT), "--path-output", str(tmp_path), "-W", "-n", "--keep-going"],
-                          capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    html = tmp_path / "_build" / "html"
-    assert (html / "index.html").is_file()
-    uniform = _text(html / "notebooks" / "01_uniform.html")
-    assert "199.3" in uniform and "166.1" in uniform
-    assert "Traceback" not in uniform
-    summary = (html / "book" / "summary.html").read_text()
-    assert summary.count("<table") == 2
-    assert "199" in _text(html / "book" / "summary.html")
+def test_book_pages_exist(built_book_html):
+    assert (built_book_html / "index.html").is_file()
+    for c in codes.CHAPTERS:
+        assert (built_book_html / f"notebooks/{c.number:02d}_{c.name}.html").is_file(), c.name
+
+
+@pytest.mark.parametrize("chapter", [c.name for c in codes.CHAPTERS])
+def test_each_chapter_shows_its_stored_results(built_book_html, chapter):
+    """Every committed result of a chapter appears on its page: its model and its codelength."""
+    c = codes.chapter(chapter)
+    page = _text(built_book_html / f"notebooks/{c.number:02d}_{c.name}.html")
+    assert "Traceback" not in page and tables.NOT_COMPUTED not in page
+    stored = [r for code in c.codes for r in results.stored(chapter, ROOT / "results", code=code)
+              if r.scale in ("cpu", "paper")]
+    assert stored, f"no committed results for {chapter}"
+    for r in stored:
+        kb = r.codelength_bits / 1000
+        shown = {f"{kb:,.{d}f}" for d in (1, 2, 3)} | {f"{r.codelength_bits / r.n:.3f}", f"{r.codelength_bits:,.1f}",
+                                                        f"{r.parts.get('file_bytes', -1):,.0f}"}
+        assert any(s in page for s in shown), (chapter, r.dataset, r.model, sorted(shown))
+        assert r.model.split("-")[0] in page
+
+
+def test_summary_has_both_tables_and_our_numbers(built_book_html):
+    summary = (built_book_html / "book" / "summary.html").read_text()
+    assert summary.count("<table") >= 2
+    text = _text(built_book_html / "book" / "summary.html")
+    assert "199.3" in text and "166.1" in text  # the uniform codes

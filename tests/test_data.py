@@ -5,7 +5,7 @@ from PIL import Image
 
 from mdl_utils import data
 
-from .conftest import needs_data, real_data_root
+from .conftest import needs_data
 
 
 def test_synthetic_shapes_dtypes_and_known_true_bits():

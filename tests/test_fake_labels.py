@@ -1,5 +1,6 @@
 """The counting argument (App. A, Prop. 2): numbers, the exact probability on a toy, random labels."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 import torch
 
 from mdl_utils import data
-from mdl_utils.codes import counting, uniform
+from mdl_utils.bits import uniform_bits
+from mdl_utils.codes import fake_labels as counting
 from mdl_utils.codes import variational as V
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -55,11 +57,29 @@ def test_random_labels_are_seeded_and_uniform():
 def test_codes_on_random_labels_stay_above_the_counting_bound():
     ds = counting.random_labels(data.load("synthetic", "train", n=400, seed=0), seed=3)
     bound = counting.counting_bound_bits(ds.n, ds.K, 20)
-    assert uniform.uniform_bits(ds.n, ds.K) >= bound
-    var = V.variational_code(ds, None, model="mlp", scale="smoke", sigma0_grid=[0.05, 0.2], epochs=3,
-                             eval_samples=3, device="cpu", progress=False)
+    assert bound == pytest.approx(400 * math.log2(10) - 20)
+    s = dataclasses.replace(V.settings("smoke"), sigma0_grid=(0.05, 0.2), eval_samples=3)
+    var = V.variational_code(ds, None, "mlp", s, epochs=3, scale="smoke", device="cpu", progress=False)
     assert var.codelength_bits >= bound and counting.stays_above(var.codelength_bits, ds.n, ds.K, 20)
-    mem = counting.memorization_code(ds, scale="smoke", widths=(128,), epochs=150, lr=3e-3, device="cpu", progress=False)
+    # ... while on the true labels the same code compresses: it is not stuck above the bound by construction
+    true = V.variational_code(data.load("synthetic", "train", n=400, seed=0), None, "mlp", s, epochs=3, scale="smoke",
+                              device="cpu", progress=False)
+    assert true.codelength_bits < var.codelength_bits
+    f = dataclasses.replace(counting.settings("smoke"), memorize_epochs=150, lr=3e-3, num_threads=None)
+    mem = counting.memorization_code(ds, "mlp3x200", f, scale="smoke", device="cpu", progress=False)
     assert mem.codelength_bits >= bound
     # the memorizing network fits the random labels far better than chance: its data bits alone beat the bound
     assert mem.parts["train_accuracy"] > 0.5 and mem.parts["data_bits"] < bound
+    assert mem.parts["model_bits"] == 32 * (20 * 200 + 200 + 2 * (200 * 200 + 200) + 200 * 10 + 10)
+
+
+def test_stays_above_is_the_bound():
+    assert counting.stays_above(uniform_bits(100, 10) - 20, 100, 10, 20)
+    assert not counting.stays_above(uniform_bits(100, 10) - 20.001, 100, 10, 20)
+
+
+def test_chapter_runs_are_true_random_and_memorized():
+    assert counting.runs("mnist", "cpu") == [("mnist", "mlp3x200"), ("mnist_random", "mlp3x200"),
+                                             ("mnist_random", "mlp3x200_adam")]
+    assert [counting.code_of(m) for _, m in counting.runs("mnist", "cpu")] == ["variational", "variational",
+                                                                                "two_part"]

@@ -1,14 +1,14 @@
 """Random affine subspace code (Algorithm 1): regeneration from the seed, quantization, decoding."""
 
+import dataclasses
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from mdl_utils import data, models
-from mdl_utils.codes import shannon
-from mdl_utils.codes import subspace as S
+from mdl_utils.bits import codelength_bits
+from mdl_utils.codes import intrinsic_dimension as S
 from mdl_utils.training import predict_logits
 
 
@@ -60,7 +60,8 @@ def test_quantizer(p):
 def test_model_rebuilt_from_seed_and_bytes_predicts_like_the_encoder(dense_limit):
     train = data.load("synthetic", "train", n=500)
     sub = S.Subspace("mlp", (20,), 10, 40, seed=7, dense_limit=dense_limit)
-    theta_d, hist = S.train_subspace(sub, train.x, train.y, epochs=2, lr=0.1, seed=7)
+    s = dataclasses.replace(S.settings("smoke"), epochs=2, lr=0.1)
+    theta_d, hist = S.train_subspace(sub, train.x, train.y, s, seed=7)
     assert hist[-1] < hist[0]
     payload, q = S.quantize(theta_d, 6)
     # encoder: functional forward with the quantized theta_d (what the data term uses in the code)
@@ -73,7 +74,7 @@ def test_model_rebuilt_from_seed_and_bytes_predicts_like_the_encoder(dense_limit
     dec_logits = predict_logits(dec, train.x, "cpu")
     assert torch.equal(dec_logits, enc_model_logits)
     assert torch.allclose(dec_logits, enc_logits, atol=1e-5)
-    assert shannon.codelength_bits(dec_logits, train.y) == shannon.codelength_bits(enc_model_logits, train.y)
+    assert codelength_bits(dec_logits, train.y) == codelength_bits(enc_model_logits, train.y)
     if dense_limit == S.DENSE_LIMIT:
         dec2 = S.decode_model(payload, "mlp", (20,), 10, 40, 6, seed=7)
         assert torch.equal(predict_logits(dec2, train.x, "cpu"), dec_logits)
@@ -81,9 +82,9 @@ def test_model_rebuilt_from_seed_and_bytes_predicts_like_the_encoder(dense_limit
 
 def test_subspace_code_accounting():
     train, test = data.load("synthetic", "train", n=400), data.load("synthetic", "test", n=200)
-    r = S.subspace_code(train, test, model="mlp", scale="smoke", dims=[10, 40], precisions=[4, 32], epochs=1,
-                        lr=0.1, progress=False)
-    assert r.code == "subspace" and r.n == 400
+    s = dataclasses.replace(S.settings("smoke"), dims=(10, 40), precisions=(4, 32), epochs=1, lr=0.1)
+    r = S.subspace_code(train, test, "mlp", s, scale="smoke", progress=False)
+    assert r.code == "intrinsic_dimension" and r.n == 400
     i = r.curves["d"].index(40)
     assert r.curves["theta_bits"][i] == 32 + 40 * 4 and r.curves["p"][i] == 4
     assert r.curves["theta_bits"][i + 1] == 40 * 32
@@ -93,3 +94,15 @@ def test_subspace_code_accounting():
     assert r.parts["model_bits"] == r.parts["header_bits"] + r.parts["theta_d_bits"] + r.parts["padding_bits"] \
         + r.parts["selection_bits"]
     assert r.params["best_d"] * r.params["best_p"] == r.parts["theta_d_bits"]
+
+
+def test_only_theta_d_is_trained():
+    train = data.load("synthetic", "train", n=300)
+    sub = S.Subspace("mlp", (20,), 10, 25, seed=1)
+    theta0 = sub.theta0.clone()
+    model = S.SubspaceModel(sub)
+    assert [n for n, _ in model.named_parameters()] == ["theta_d"]
+    theta_d, _ = S.train_subspace(sub, train.x, train.y, S.settings("smoke"), seed=1)
+    assert torch.equal(sub.theta0, theta0) and theta_d.abs().sum() > 0
+    # the network's own weights stay theta_0: only theta_d moved
+    assert torch.equal(torch.cat([p.detach().flatten() for p in sub.net.parameters()]), theta0)

@@ -7,15 +7,16 @@ import pytest
 import torch
 
 from mdl_utils import data, training
+from mdl_utils.bits import per_sample_bits
 from mdl_utils.codes import prequential as P
 
 STEPS = [10, 20, 40, 80, 160, 300]
 
 
 def settings(**kw):
-    base = dict(model="logistic", timesteps=STEPS, epochs=4, patience=2, batch_size=32, lr=1e-2, seed=0)
+    base = dict(model="logistic", timesteps=tuple(STEPS), epochs=4, patience=2, batch_size=32, lr=1e-2, seed=0)
     base.update(kw)
-    return P.PrequentialSettings(**base)
+    return P.Recipe(**base)
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +25,14 @@ def synth():
 
 
 def run(train, test=None, **kw):
-    return P.prequential_code(train, test, settings(**kw), scale="smoke", device="cpu", progress=False)
+    r = P.prequential_code(train, test, settings(**kw), scale="smoke", device="cpu", progress=False)
+    return r, r.arrays["bits"]
 
 
 def test_paper_timesteps():
-    mnist = P.default_timesteps("mnist", 60000)
+    mnist = P.settings("paper").recipe("mnist", "mlp", 60000).timesteps
     assert mnist[0] == 8 and mnist[-2] == 32768 and mnist[-1] == 60000 and len(mnist) - 1 == 13
-    cifar = P.default_timesteps("cifar10", 50000)
+    cifar = P.settings("paper").recipe("cifar10", "mlp", 50000).timesteps
     assert cifar[0] == 10 and cifar[-2] == 40960 and cifar[-1] == 50000 and len(cifar) - 1 == 13
 
 
@@ -88,11 +90,12 @@ def test_causality_later_labels_never_change_earlier_bits(synth):
     assert np.array_equal(base[:299], last[:299])
 
 
-def test_synthetic_teacher_floor_and_shrinking_excess():
+def test_synthetic_teacher_floor_and_shrinking_excess(one_torch_thread):
     train = data.load("synthetic", "train", n=4000, seed=0)
-    r, per_sample = P.prequential_code(train, None, settings(timesteps=[50, 100, 200, 400, 800, 1600, 3200],
-                                                             epochs=30, patience=3, batch_size=64),
-                                       scale="smoke", device="cpu", progress=False)
+    r = P.prequential_code(train, None, settings(timesteps=(50, 100, 200, 400, 800, 1600, 3200), epochs=30,
+                                                 patience=3, batch_size=256, lr=3e-2), scale="smoke", device="cpu",
+                           progress=False)
+    per_sample = r.arrays["bits"]
     floor = train.true_bits
     assert r.codelength_bits > floor.sum()
     ends = [50, 100, 200, 400, 800, 1600, 3200, 4000]
@@ -118,12 +121,7 @@ def test_calibration_is_reported_both_ways(synth):
     assert raw.curves["temperature"] == [1.0] * (len(STEPS) - 1)
 
 
-def test_interrupted_run_resumes_without_recomputing(synth, tmp_path, monkeypatch):
-    ckpt = tmp_path / "ckpt.json"
-    full, bits = P.prequential_code(*synth, settings(), scale="smoke", device="cpu", progress=False, checkpoint=ckpt)
-    state = json.loads(ckpt.read_text())
-    state["blocks"] = state["blocks"][:-2]  # as if stopped after three blocks
-    ckpt.write_text(json.dumps(state))
+def _counting_fit(monkeypatch):
     calls = []
     real_fit = training.fit
 
@@ -132,13 +130,45 @@ def test_interrupted_run_resumes_without_recomputing(synth, tmp_path, monkeypatc
         return real_fit(*a, **k)
 
     monkeypatch.setattr(P, "fit", counting_fit)
-    resumed, bits2 = P.prequential_code(*synth, settings(), scale="smoke", device="cpu", progress=False,
-                                        checkpoint=ckpt)
+    return calls
+
+
+def test_interrupted_run_resumes_without_recomputing(synth, tmp_path, monkeypatch):
+    ckpt = tmp_path / "ckpt.json"
+    kw = dict(scale="smoke", device="cpu", progress=False, checkpoint_path=ckpt)
+    full = P.prequential_code(*synth, settings(), **kw)
+    state = json.loads(ckpt.read_text())
+    state["units"] = state["units"][:-2]  # as if stopped after three blocks
+    ckpt.write_text(json.dumps(state))
+    calls = _counting_fit(monkeypatch)
+    resumed = P.prequential_code(*synth, settings(), **kw)
     assert calls == [STEPS[-3], STEPS[-2]]  # only the two missing blocks were trained
-    assert np.array_equal(bits, bits2) and resumed.codelength_bits == full.codelength_bits
+    assert np.array_equal(full.arrays["bits"], resumed.arrays["bits"])
+    assert resumed.codelength_bits == full.codelength_bits
     calls.clear()
-    P.prequential_code(*synth, settings(epochs=5), scale="smoke", device="cpu", progress=False, checkpoint=ckpt)
+    P.prequential_code(*synth, settings(epochs=5), **kw)
     assert len(calls) == len(STEPS) - 1  # other settings: the checkpoint is not reused
+
+
+def test_a_checkpoint_of_other_data_is_never_resumed(synth, tmp_path, monkeypatch, capsys):
+    """Same n, same settings, four labels moved between classes: a fresh run, not a resumed one."""
+    train, test = synth
+    ckpt = tmp_path / "ckpt.json"
+    kw = dict(scale="smoke", device="cpu", progress=False, checkpoint_path=ckpt)
+    P.prequential_code(train, test, settings(), **kw)
+    state = json.loads(ckpt.read_text())
+    state["units"] = state["units"][:-1]
+    ckpt.write_text(json.dumps(state))
+    changed = train
+    for j in (200, 220, 240, 260):
+        changed = _relabel(changed, j)
+    calls = _counting_fit(monkeypatch)
+    fresh = P.prequential_code(changed, test, settings(), scale="smoke", device="cpu", progress=False)
+    capsys.readouterr()
+    again = P.prequential_code(changed, test, settings(), **kw)
+    assert "starting afresh" in capsys.readouterr().out
+    assert len(calls) == 2 * (len(STEPS) - 1)  # every block trained twice: nothing resumed
+    assert np.array_equal(again.arrays["bits"], fresh.arrays["bits"])
 
 
 def test_epoch_records_do_not_change_the_code(synth):
@@ -156,9 +186,7 @@ def test_epoch_records_do_not_change_the_code(synth):
 def test_bob_recomputes_alices_probabilities_from_the_prefix(synth):
     train, _ = synth
     s = settings()
-    _, per_sample = P.prequential_code(train, None, s, scale="smoke", device="cpu", progress=False)
+    per_sample = P.prequential_code(train, None, s, scale="smoke", device="cpu", progress=False).arrays["bits"]
     t_s, t_next = 40, 80
     logits = P.block_logits(train.x, train.y[:t_s].clone(), t_next, train.K, s, device="cpu")
-    from mdl_utils.codes.shannon import per_sample_bits
-
     assert np.array_equal(per_sample_bits(logits, train.y[t_s:t_next]), per_sample[t_s:t_next])

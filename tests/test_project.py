@@ -5,7 +5,7 @@ import tomllib
 
 import pytest
 
-from mdl_utils import results
+from mdl_utils import codes, results
 from mdl_utils.tables import paper_tables
 
 from .conftest import ROOT
@@ -36,17 +36,18 @@ def test_ci_calls_the_readme_test_command():
     assert "make test" in ci
 
 
-COMMITTED = sorted((ROOT / "results").glob("*/*.json"))
+COMMITTED = sorted([*(ROOT / "results").glob("*/*.json"), *(ROOT / "results").glob("*/*/*.json")])
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_committed_results_parse_and_carry_provenance(path):
     r = results.load_file(path)
     assert r.scale in ("cpu", "paper"), "smoke results are not committed"
-    assert path.name == f"{results.slug(r.dataset)}-{results.slug(r.model)}-{r.scale}.json"
+    chapter = path.relative_to(ROOT / "results").parts[0]
+    assert path == results.path_of(r, chapter, ROOT / "results")  # stored where its chapter and code say
+    assert r.code in codes.chapter(chapter).codes
     for key in ("git_commit", "device", "started", "wall_seconds", "data_source", "torch"):
         assert r.provenance.get(key) is not None, key
-    assert r.codelength_bits > 0 and r.n > 0
 
 
 def test_paper_tables_hold_both_tables():

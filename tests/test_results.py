@@ -1,6 +1,8 @@
 import json
 import math
 
+import numpy as np
+
 import pytest
 
 from mdl_utils import results
@@ -59,18 +61,76 @@ def test_corrupt_or_foreign_file_names_the_file(tmp_path, content, match):
     assert str(path) in str(e.value) and "\n" not in str(e.value)
 
 
-def test_load_or_compute_never_trains_without_recompute(tmp_path, capsys):
-    def boom():
+@pytest.mark.parametrize("field,value,match", [
+    ("codelength_bits", "lots", "'codelength_bits' is str"),
+    ("codelength_bits", float("nan"), "finite"),
+    ("codelength_bits", -3.0, "finite number >= 0"),
+    ("params", [], "'params' is list"),
+    ("n", 2.5, "'n' is float"),
+    ("K", 1, "K = 1"),
+    ("test_accuracy", "high", "'test_accuracy' is str"),
+    ("parts", {"model_bits": "many"}, "parts\\['model_bits'\\]"),
+    ("uniform_bits", 12.0, "not n log2 K"),
+])
+def test_wrong_typed_results_are_refused_naming_file_and_field(tmp_path, field, value, match):
+    path = results.save(make(), "uniform", tmp_path)
+    d = json.loads(path.read_text())
+    d[field] = value
+    path.write_text(json.dumps(d))
+    with pytest.raises(ResultFileError, match=match) as e:
+        results.load_file(path)
+    assert str(path) in str(e.value)
+
+
+def test_an_invalid_result_is_never_written(tmp_path):
+    with pytest.raises(ResultFileError, match="refusing to write"):
+        results.save(make(codelength_bits="lots"), "uniform", tmp_path)
+    assert not (tmp_path / "uniform").exists() or not list((tmp_path / "uniform").iterdir())
+
+
+def test_chapters_get_never_trains_without_recompute(results_tmp, capsys, monkeypatch):
+    from mdl_utils import chapters
+    from mdl_utils.codes import uniform
+
+    def boom(*a, **k):
         raise AssertionError("must not compute")
 
-    got = results.load_or_compute("uniform", "mnist", "uniform", "cpu", boom, recompute=False,
-                                  rerun_command="python -m mdl_utils.run X --scale cpu", root=tmp_path)
-    assert got is None
-    assert "python -m mdl_utils.run X --scale cpu" in capsys.readouterr().out
-    r = results.load_or_compute("uniform", "mnist", "uniform", "smoke", make, recompute=True,
-                                rerun_command="", root=tmp_path)
-    assert results.load_or_compute("uniform", "mnist", "uniform", "smoke", boom, recompute=False,
-                                   rerun_command="", root=tmp_path) == r
+    real = uniform.compute
+    monkeypatch.setattr(uniform, "compute", boom)
+    assert chapters.get("uniform", "synthetic", "uniform", "smoke") is None
+    assert "python -m mdl_utils.run notebooks/01_uniform.md --scale smoke" in capsys.readouterr().out
+    monkeypatch.setattr(uniform, "compute", real)
+    r = chapters.get("uniform", "synthetic", "uniform", "smoke", recompute=True)
+    monkeypatch.setattr(uniform, "compute", boom)
+    assert chapters.get("uniform", "synthetic", "uniform", "smoke") == r
+    held = chapters.get("uniform", "synthetic", "logistic", "smoke")  # a held-out Shannon code: another folder
+    assert held is None and (results_tmp / "uniform" / "synthetic-uniform-smoke.json").is_file()
+
+
+def test_arrays_are_stored_beside_their_result(tmp_path):
+    r = make(arrays={"bits": np.arange(5, dtype=np.float64)})
+    path = results.save(r, "uniform", tmp_path)
+    assert (tmp_path / "uniform" / "mnist-uniform-smoke.bits.npy").is_file()
+    back = results.load_file(path)
+    assert np.array_equal(results.load_array("uniform", back, "bits", tmp_path), np.arange(5))
+    with pytest.raises(ResultFileError, match="missing"):
+        results.load_array("uniform", back, "other", tmp_path)
+
+
+def test_codes_other_than_the_chapters_own_live_in_their_folder(tmp_path):
+    r = make(code="shannon_heldout", model="logistic", seed=2)
+    path = results.save(r, "uniform", tmp_path)
+    assert path == tmp_path / "uniform" / "shannon_heldout" / "mnist-logistic-smoke-seed2.json"
+    assert results.stored("uniform", tmp_path) == []
+    assert results.stored("uniform", tmp_path, code="shannon_heldout") == [r] == results.stored(root=tmp_path)
+
+
+def test_legacy_code_names_are_read(tmp_path):
+    path = results.save(make(code="uniform"), "uniform", tmp_path)
+    d = json.loads(path.read_text())
+    d["code"] = "subspace"
+    path.write_text(json.dumps(d))
+    assert results.load_file(path).code == "intrinsic_dimension"
 
 
 def test_results_root_finds_the_project(tmp_path, monkeypatch):

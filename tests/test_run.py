@@ -1,6 +1,6 @@
 import pytest
 
-from mdl_utils import run
+from mdl_utils import chapters, codes, run
 
 from .conftest import ROOT
 
@@ -13,9 +13,10 @@ def test_chapter_names():
     assert run.chapter_of("summary.md") == "summary"
 
 
-def test_parameter_names_of_a_chapter():
-    names = run.parameter_names(run.read_notebook(UNIFORM))
-    assert {"scale", "datasets", "model", "device", "seed", "recompute", "data_root"} <= set(names)
+def test_every_chapter_has_the_same_parameters():
+    for c in codes.CHAPTERS:
+        names = run.parameter_names(run.read_notebook(ROOT / c.notebook))
+        assert {"scale", "datasets", "models", "seed", "recompute"} <= set(names), c.name
 
 
 @pytest.mark.parametrize("text,value", [("1", 1), ("0.5", 0.5), ("true", True), ("null", None),
@@ -39,7 +40,7 @@ def test_bad_runs_are_one_line_errors(argv, match, capsys, results_tmp):
 
 
 def test_rerun_command_round_trips_through_the_parser():
-    cmd = run.rerun_command("notebooks/01_uniform.md", "cpu", datasets=["mnist"], seed=1)
+    cmd = chapters.rerun_command("uniform", "cpu", datasets=["mnist"], seed=1)
     assert cmd == "python -m mdl_utils.run notebooks/01_uniform.md --scale cpu -p datasets '[\"mnist\"]' -p seed 1"
     import shlex
 

@@ -1,9 +1,36 @@
+"""Switch codes (App. E): the DP and the forward algorithm against brute force, the prior, the chapter."""
+
 import math
+from itertools import product
 
 import numpy as np
 import pytest
 
+from mdl_utils import results
 from mdl_utils.codes import switch as S
+
+
+def brute_force_best(unit_bits, max_switches=None):
+    """min over all sequences of data + sequence_prior_bits (exponential)."""
+    a = np.asarray(unit_bits, dtype=np.float64)
+    m, t_units = a.shape
+    kmax = t_units - 1 if max_switches is None else max_switches
+    best = math.inf
+    for seq in product(range(m), repeat=t_units):
+        k = sum(seq[t] != seq[t - 1] for t in range(1, t_units))
+        if k <= kmax:
+            best = min(best, a[list(seq), range(t_units)].sum() + S.sequence_prior_bits(k, t_units, m, kmax))
+    return best
+
+
+def brute_force_mixture(unit_bits):
+    """-log2 sum_s pi(s) 2^(-data(s)) by explicit enumeration (exponential)."""
+    a = np.asarray(unit_bits, dtype=np.float64)
+    m, t_units = a.shape
+    terms = [-(S.mixture_prior_bits(seq, m) + a[list(seq), range(t_units)].sum())
+             for seq in product(range(m), repeat=t_units)]
+    top = max(terms)
+    return -(top + math.log2(sum(2.0 ** (x - top) for x in terms)))
 
 
 def random_instance(seed, m, t):
@@ -17,7 +44,7 @@ def test_dp_equals_exhaustive_search(seed, m, t, cap):
     a = random_instance(seed, m, t)
     a[0, t // 2:] += 6.0  # make switching attractive
     best = S.best_sequence(a, max_switches=cap)
-    assert best.total_bits == pytest.approx(S.brute_force_best(a, cap), abs=1e-9)
+    assert best.total_bits == pytest.approx(brute_force_best(a, cap), abs=1e-9)
     # the reported sequence really has those data bits and that description length
     seq = best.per_unit(t)
     assert best.data_bits == pytest.approx(a[seq, range(t)].sum())
@@ -27,13 +54,11 @@ def test_dp_equals_exhaustive_search(seed, m, t, cap):
 @pytest.mark.parametrize("seed,m,t", [(0, 2, 5), (1, 3, 4), (2, 3, 6), (3, 4, 4), (6, 2, 9)])
 def test_forward_algorithm_equals_explicit_sum(seed, m, t):
     a = random_instance(seed, m, t)
-    assert S.mixture_bits(a).sum() == pytest.approx(S.brute_force_mixture(a), abs=1e-9)
+    assert S.mixture_bits(a).sum() == pytest.approx(brute_force_mixture(a), abs=1e-9)
 
 
 def test_the_prior_is_a_probability_distribution():
     m, t = 3, 5
-    from itertools import product
-
     total = sum(2.0 ** -S.mixture_prior_bits(s, m) for s in product(range(m), repeat=t))
     assert total == pytest.approx(1.0, abs=1e-12)
     # the explicit sequence code is complete: Kraft's sum is exactly 1, with or without a cap on switches
@@ -93,3 +118,16 @@ def test_block_units_and_bad_input():
         S.mixture_bits(np.zeros(5))
     with pytest.raises(ValueError, match="non-negative"):
         S.best_sequence(np.array([[1.0, -2.0]]))
+
+
+def test_switch_never_trains_a_missing_prequential_run(results_tmp):
+    with pytest.raises(results.ResultFileError, match="run the prequential chapter first") as e:
+        S.compute("synthetic", "switch-mlp-uniform", "smoke")
+    assert "python -m mdl_utils.run notebooks/06_prequential.md --scale smoke" in str(e.value)
+    assert not (results_tmp / "prequential").exists()  # nothing was computed or stored
+
+
+def test_chapter_runs_name_the_mixture_and_the_self_switch_codes():
+    runs = S.runs("mnist", "cpu")
+    assert runs == [("mnist", "switch-mlp-small_cnn-uniform"), ("mnist", "mlp"), ("mnist", "small_cnn")]
+    assert [S.code_of(m) for _, m in runs] == ["switch", "self_switch", "self_switch"]

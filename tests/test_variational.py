@@ -1,5 +1,6 @@
 """The variational (bits-back) code: closed-form KL, the bound L_var >= L_Bayes, collapse to the prior."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from mdl_utils import data
+from mdl_utils import bayesian as B
+from mdl_utils import data, models
 from mdl_utils.codes import variational as V
 
 LN2 = math.log(2.0)
@@ -20,7 +22,7 @@ def test_closed_form_kl_matches_monte_carlo():
     mu = torch.randn(50, generator=g, dtype=torch.float64) * 0.3
     sigma = torch.rand(50, generator=g, dtype=torch.float64) * 0.3 + 0.02
     sigma0 = 0.2
-    closed = float(V.kl_gaussian_bits(mu, sigma, sigma0))
+    closed = float(B.kl_gaussian_bits(mu, sigma, sigma0))
     theta = mu + sigma * torch.randn(200_000, 50, generator=g, dtype=torch.float64)
     log_q = (-0.5 * ((theta - mu) / sigma) ** 2 - torch.log(sigma)).sum(1)
     log_p = (-0.5 * (theta / sigma0) ** 2 - math.log(sigma0)).sum(1)
@@ -29,15 +31,15 @@ def test_closed_form_kl_matches_monte_carlo():
     assert closed > 0
     assert abs(closed - mc) < 4 * se + 1e-6, (closed, mc, se)
     # KL vanishes when beta = alpha, and is in bits (not nats): one coordinate, mu = sigma0, sigma = sigma0 -> 1/2 nat
-    assert float(V.kl_gaussian_bits(torch.zeros(3), torch.full((3,), 0.2), 0.2)) == pytest.approx(0, abs=1e-6)
-    assert float(V.kl_gaussian_bits(torch.tensor([0.2]), torch.tensor([0.2]), 0.2)) == pytest.approx(0.5 / LN2)
+    assert float(B.kl_gaussian_bits(torch.zeros(3), torch.full((3,), 0.2), 0.2)) == pytest.approx(0, abs=1e-6)
+    assert float(B.kl_gaussian_bits(torch.tensor([0.2]), torch.tensor([0.2]), 0.2)) == pytest.approx(0.5 / LN2)
     with pytest.raises(ValueError):
-        V.kl_gaussian_bits(mu, sigma, 0.0)
+        B.kl_gaussian_bits(mu, sigma, 0.0)
 
 
 def test_softplus_inverse_round_trip():
     for s in (1e-4, 1e-3, 0.1, 2.0):
-        assert float(torch.nn.functional.softplus(torch.tensor(V.softplus_inverse(s), dtype=torch.float64))) == \
+        assert float(torch.nn.functional.softplus(torch.tensor(B.softplus_inverse(s), dtype=torch.float64))) == \
             pytest.approx(s, rel=1e-9)
 
 
@@ -81,12 +83,12 @@ def _expected_bits(mu, sigma, x, y):
 def test_variational_codelength_is_above_exact_bayes_and_close():
     x, y = _one_param_problem()
     sigma0 = 1.0
-    net = nn.Sequential(V.BayesLinear(1, 1, bias=False), PadZero())
+    net = nn.Sequential(B.BayesLinear(1, 1, bias=False), PadZero())
     xt, yt = torch.tensor(x, dtype=torch.float32)[:, None], torch.tensor(y)
-    V.fit(net, xt, yt, sigma0=sigma0, epochs=500, batch_size=len(y), lr=0.05, lr_rho=0.05, seed=0)
+    V.fit_posterior(net, xt, yt, sigma0=sigma0, epochs=500, batch_size=len(y), lr=0.05, lr_rho=0.05, seed=0)
     with torch.no_grad():
         mu, sigma = [(m.item(), s.item()) for m, s in net[0].posteriors()][0]
-        kl = V.kl_bits(net, sigma0).item()
+        kl = B.kl_bits(net, sigma0).item()
     l_var = kl + _expected_bits(mu, sigma, x, y)
     l_bayes = _exact_bayes_bits(x, y, sigma0)
     assert l_bayes <= l_var <= l_bayes + 2.0, (l_bayes, l_var, mu, sigma)
@@ -95,7 +97,7 @@ def test_variational_codelength_is_above_exact_bayes_and_close():
     assert ev["kl_bits"] == pytest.approx(kl)
     assert abs(ev["data_bits"] - (l_var - kl)) < 4 * ev["data_bits_se"] + 0.05
     # a poorly placed posterior is strictly worse: the bound is not trivially met
-    bad = (float(V.kl_gaussian_bits(torch.tensor([mu + 2.0]), torch.tensor([sigma]), sigma0))
+    bad = (float(B.kl_gaussian_bits(torch.tensor([mu + 2.0]), torch.tensor([sigma]), sigma0))
            + _expected_bits(mu + 2.0, sigma, x, y))
     assert bad > l_var + 5
 
@@ -103,9 +105,9 @@ def test_variational_codelength_is_above_exact_bayes_and_close():
 def test_posterior_collapsed_to_prior_gives_prior_expected_codelength():
     x, y = _one_param_problem(n=60, seed=1)
     sigma0 = 0.7
-    net = nn.Sequential(V.BayesLinear(1, 1, bias=False), PadZero())
-    V.set_posterior(net, mu=0.0, sigma=sigma0)
-    assert float(V.kl_bits(net, sigma0).detach()) == pytest.approx(0.0, abs=1e-4)
+    net = nn.Sequential(B.BayesLinear(1, 1, bias=False), PadZero())
+    B.set_posterior(net, mu=0.0, sigma=sigma0)
+    assert float(B.kl_bits(net, sigma0).detach()) == pytest.approx(0.0, abs=1e-4)
     xt, yt = torch.tensor(x, dtype=torch.float32)[:, None], torch.tensor(y)
     ev = V.evaluate(net, xt, yt, sigma0=sigma0, samples=1000, seed=3)
     prior_expected = _expected_bits(0.0, sigma0, x, y)  # E_alpha[L_theta(y|x)]
@@ -117,8 +119,8 @@ def test_posterior_collapsed_to_prior_gives_prior_expected_codelength():
 def test_collapsed_mlp_matches_an_independent_prior_sample_estimate():
     ds = data.load("synthetic", "train", n=300, seed=0)
     sigma0 = 0.1
-    net = V.set_posterior(V.build("mlp", ds.x.shape[1:], ds.K, seed=0), mu=0.0, sigma=sigma0)
-    assert float(V.kl_bits(net, sigma0).detach()) == pytest.approx(0.0, abs=0.05)  # float32 rounding over 73k weights
+    net = B.set_posterior(models.build("mlp", ds.x.shape[1:], ds.K, seed=0, bayesian=True), mu=0.0, sigma=sigma0)
+    assert float(B.kl_bits(net, sigma0).detach()) == pytest.approx(0.0, abs=0.05)  # float32 rounding over 73k weights
     ev = V.evaluate(net, ds.x, ds.y, sigma0=sigma0, samples=60, seed=0)
     # independent: weights drawn directly from alpha = N(0, sigma0^2), plain tensor algebra
     g = torch.Generator().manual_seed(99)
@@ -137,7 +139,7 @@ def test_collapsed_mlp_matches_an_independent_prior_sample_estimate():
 
 def test_local_reparameterization_has_the_right_mean_and_variance():
     torch.manual_seed(0)
-    layer = V.BayesLinear(5, 3, init_sigma=0.3)
+    layer = B.BayesLinear(5, 3, init_sigma=0.3)
     x = torch.randn(1, 5).expand(40000, 5)
     out = layer(x).detach()
     w_s, b_s = [s.detach() for _, s in layer.posteriors()]
@@ -150,9 +152,8 @@ def test_local_reparameterization_has_the_right_mean_and_variance():
 def test_variational_code_result_and_determinism():
     train = data.load("synthetic", "train", n=300, seed=0)
     test = data.load("synthetic", "test", n=200, seed=0)
-    kw = dict(model="logistic", scale="smoke", sigma0_grid=[0.1, 0.3], epochs=2, eval_samples=3, seed=0,
-              device="cpu", progress=False)
-    r = V.variational_code(train, test, **kw)
+    s = dataclasses.replace(V.settings("smoke"), sigma0_grid=(0.1, 0.3), eval_samples=3)
+    r = V.variational_code(train, test, "logistic", s, epochs=2, scale="smoke", device="cpu", progress=False)
     assert r.code == "variational" and r.model == "logistic" and r.n == 300 and r.K == 10
     p = r.parts
     assert p["prior_choice_bits"] == pytest.approx(1.0)
@@ -163,12 +164,26 @@ def test_variational_code_result_and_determinism():
     chosen = min(r.curves["grid"], key=lambda e: e["codelength_bits"])
     assert chosen["sigma0"] == r.params["sigma0"]
     assert len(r.curves["epoch"]) == 2
-    again = V.variational_code(train, test, **kw)
+    again = V.variational_code(train, test, "logistic", s, epochs=2, scale="smoke", device="cpu", progress=False)
     assert again.codelength_bits == r.codelength_bits
     with pytest.raises(ValueError, match="sigma0_grid"):
-        V.variational_code(train, test, **{**kw, "sigma0_grid": []})
-    with pytest.raises(ValueError, match="unknown variational model"):
-        V.build("resnet", (20,), 10)
-    with pytest.raises(ValueError, match="lenet"):
-        V.build("lenet", (20,), 10)
-    assert V.applicable("lenet", (1, 28, 28)) and not V.applicable("lenet", (20,))
+        V.variational_code(train, test, "logistic", dataclasses.replace(s, sigma0_grid=()), epochs=2, scale="smoke")
+
+
+def test_bayesian_models_come_from_the_one_registry():
+    with pytest.raises(ValueError, match="unknown model"):
+        models.build("resnet", (20,), 10, bayesian=True)
+    with pytest.raises(ValueError, match="image inputs"):
+        models.build("lenet", (20,), 10, bayesian=True)
+    with pytest.raises(ValueError, match="batch norm"):
+        models.build("vgg_cifar_bn", (3, 32, 32), 10, bayesian=True)
+    assert models.fits("lenet", (1, 28, 28)) and not models.fits("lenet", (20,))
+    # the Bayesian lenet has the plain lenet's layers and initial means, and no dropout
+    plain, bayes = models.build("lenet", (1, 28, 28), 10, seed=3), models.build("lenet", (1, 28, 28), 10, seed=3,
+                                                                                  bayesian=True)
+    means = [layer.weight_mu for layer in B.bayesian_layers(bayes)]
+    weights = [m.weight for m in plain if hasattr(m, "weight")]
+    assert len(means) == len(weights) == 5 and all(torch.equal(a, b) for a, b in zip(means, weights))
+    mlp = models.build("mlp", (20,), 10, bayesian=True)
+    assert not any(isinstance(m, nn.Dropout) for m in mlp) and B.num_weights(mlp) == models.num_parameters(
+        models.build("mlp", (20,), 10))

@@ -1,4 +1,4 @@
-"""Random affine subspace code, the intrinsic-dimension method (paper Sec. 3.2, App. B,
+"""Chapter 4: the random affine subspace code, the intrinsic-dimension method (paper Sec. 3.2, App. B,
 Algorithm 1; Li et al. 2018).
 
 Alice and Bob agree on the architecture, a seed and d. Both draw the initial
@@ -24,15 +24,23 @@ future work; here the sweep over d and p does it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .compression import BitReader, BitWriter
+from .. import chapters, data, scales
+from ..bitio import BitReader, BitWriter
+from ..bits import accuracy, codelength_bits
+from ..models import build
+from ..results import CodeResult, Stopwatch, provenance
+from ..training import fit, predict_logits
 
+CHAPTER = "intrinsic_dimension"
 DENSE_LIMIT = 25_000_000  # largest D * d drawn as a dense matrix (100 MB in float32)
 FLOAT_BITS = 32
 
@@ -42,8 +50,6 @@ class Subspace:
 
     def __init__(self, model: str, input_shape, num_classes: int, d: int, seed: int = 0,
                  dense_limit: int = DENSE_LIMIT):
-        from ..models import build
-
         if int(d) != d or d < 1:
             raise ValueError(f"the subspace dimension d must be a positive integer, got {d!r}")
         self.model_name, self.input_shape, self.K, self.d, self.seed = model, tuple(input_shape), num_classes, int(d), seed
@@ -91,8 +97,6 @@ class Subspace:
     @torch.no_grad()
     def materialize(self, theta_d: torch.Tensor) -> nn.Module:
         """A fresh module (built from the seed) holding theta_0 + P theta_d."""
-        from ..models import build
-
         net = build(self.model_name, self.input_shape, self.K, seed=self.seed)
         for p, v in zip(net.parameters(), self.params(theta_d.float()).values()):
             p.copy_(v)
@@ -163,104 +167,125 @@ def decode_model(payload: bytes, model: str, input_shape, num_classes: int, d: i
 # ------------------------------------------------------------------ training
 
 
-def train_subspace(sub: Subspace, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 3, batch_size: int = 128,
-                   lr: float = 1e-2, seed: int = 0, progress: bool | str = False) -> tuple[torch.Tensor, list]:
-    """Adam on theta_d (initialized at 0) for the mean cross-entropy of theta_0 + P theta_d; fixed epochs.
+class SubspaceModel(nn.Module):
+    """The network theta_0 + P theta_d as a module whose only parameter is theta_d (initialized at 0),
+    so that :func:`mdl_utils.training.fit` trains theta_d alone."""
+
+    def __init__(self, sub: Subspace):
+        super().__init__()
+        self.theta_d = nn.Parameter(torch.zeros(sub.d))
+        object.__setattr__(self, "sub", sub)  # not a submodule: its weights are not trained
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sub.forward(self.theta_d, x)
+
+    def train(self, mode: bool = True) -> "SubspaceModel":
+        self.sub.net.train(mode)  # dropout of the underlying network
+        return super().train(mode)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """theta_d (from 0) trained ``epochs`` with Adam at ``lr`` on all training labels (no early stopping), for
+    each dimension d in ``dims``; written at each precision p in ``precisions`` (bits). ``models`` per dataset."""
+
+    n_train: int | None = None
+    n_test: int | None = None
+    epochs: int = 20
+    lr: float = 0.1
+    batch_size: int = 128
+    dims: tuple[int, ...] = (100, 200, 290, 500, 1000, 2900, 5000, 10000)
+    precisions: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 10, 12, 16, 32)
+    models: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: {
+        "mnist": ("lenet",), "cifar10": ("lenet",), "synthetic": ("mlp",)})
+
+
+SCALES = {
+    "smoke": dict(n_train=1000, n_test=500, epochs=1, dims=(50, 200), precisions=(4, 32)),
+    "cpu": dict(epochs=3, dims=(100, 300, 1000, 3000), precisions=(2, 3, 4, 6, 8, 16, 32)),
+}
+
+
+def settings(scale: str) -> Settings:
+    return scales.resolve(Settings, SCALES, scale)
+
+
+def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    return [(dataset, m) for m in (models or chapters.models_for(dataset, settings(scale).models))]
+
+
+def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
+            data_root: str | None = None) -> CodeResult:
+    """The random-subspace code of ``model`` on ``dataset``'s training labels at ``scale`` (trained on the CPU:
+    the sparse projection is CPU-only; ``device`` is not used)."""
+    s = settings(scale)
+    train = data.load(dataset, "train", root=data_root, n=s.n_train, seed=seed)
+    test = data.load(dataset, "test", root=data_root, n=s.n_test, seed=seed)
+    return subspace_code(train, test, model, s, scale=scale, seed=seed)
+
+
+def train_subspace(sub: Subspace, x: torch.Tensor, y: torch.Tensor, s: Settings, *, seed: int = 0,
+                   progress: bool | str = False) -> tuple[torch.Tensor, list]:
+    """Adam on theta_d (from 0) for the mean cross-entropy of theta_0 + P theta_d; fixed epochs, all labels.
 
     Deterministic given the seed (CPU). Returns (theta_d, per-epoch mean training loss).
     """
-    from tqdm import tqdm
-
-    from ..training import make_deterministic
-
-    make_deterministic()
-    theta_d = torch.zeros(sub.d, requires_grad=True)
-    opt = torch.optim.Adam([theta_d], lr=lr)
-    history = []
-    n = len(y)
-    bar = tqdm(total=epochs * math.ceil(n / batch_size), desc=progress if isinstance(progress, str) else "subspace",
-               leave=False, disable=not progress, mininterval=5.0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        g = torch.Generator().manual_seed(seed)
-        sub.net.train()
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=g)
-            total = 0.0
-            for i in range(0, n, batch_size):
-                idx = order[i:i + batch_size]
-                loss = nn.functional.cross_entropy(sub.forward(theta_d, x[idx]), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-                bar.update(1)
-            history.append(total / n)
-    bar.close()
-    sub.net.eval()
-    return theta_d.detach().clone(), history
+    model = SubspaceModel(sub)
+    fr = fit(model, x, y, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, val_fraction=0.0, patience=None,
+             seed=seed, device="cpu", progress=progress)
+    return model.theta_d.detach().clone(), fr.history["train_loss"]
 
 
-def subspace_code(train, test, *, model: str, scale: str, dims=(100, 300, 1000), precisions=(4, 6, 8, 12, 16, 32),
-                  epochs: int = 3, batch_size: int = 128, lr: float = 1e-2, seed: int = 0, device: str = "cpu",
-                  progress: bool = True):
-    """Algorithm 1 swept over d in ``dims`` and p in ``precisions``; the best total is reported.
+def evaluate_precision(sub: Subspace, theta_d: torch.Tensor, p: int, train, test) -> dict:
+    """Write theta_d at p bits, rebuild the model from the bytes as Bob does, and code the training labels."""
+    payload, _ = quantize(theta_d, p)
+    net = sub.materialize(dequantize(payload, sub.d, p))
+    logits = predict_logits(net, train.x, "cpu")
+    return {"d": sub.d, "p": p, "theta_bits": 8 * len(payload), "data_bits": codelength_bits(logits, train.y),
+            "train_accuracy": accuracy(logits, train.y), "dense": sub.dense,
+            "test_accuracy": accuracy(predict_logits(net, test.x, "cpu"), test.y) if test is not None else math.nan}
 
-    For each d: build the subspace from the seed, train theta_d on all of
-    ``train`` for ``epochs``; for each p: write theta_d on p bits, decode the
-    model from the bytes (as Bob does) and encode the training labels with it.
-    L = 8 len(bytes) + log2(#(d, p)) + data bits. Runs on the CPU (``device`` is recorded only).
+
+def subspace_code(train, test, model: str, s: Settings, *, scale: str, seed: int = 0,
+                  progress: bool = True) -> CodeResult:
+    """Algorithm 1 swept over d in ``s.dims`` and p in ``s.precisions``; the best total is reported.
+
+    For each d: build the subspace from the seed, train theta_d on all of ``train``; for each p: write theta_d on
+    p bits, decode the model from the bytes (as Bob does) and encode the training labels with it.
+    L = 8 len(bytes) + log2(#(d, p)) + data bits.
     """
-    from ..models import num_parameters
-    from ..results import CodeResult, Stopwatch, provenance
-    from ..training import predict_logits
-    from . import shannon
-
-    dims = sorted(int(d) for d in dims)
-    precisions = sorted(int(p) for p in precisions)
-    if not dims or not precisions:
+    if not s.dims or not s.precisions:
         raise ValueError("give at least one subspace dimension d and one precision p")
-    shape = tuple(train.x.shape[1:])
-    selection_bits = math.log2(len(dims) * len(precisions))
-    curve = {k: [] for k in ("d", "p", "theta_bits", "data_bits", "total_bits", "train_accuracy", "test_accuracy")}
-    curve["train_loss"] = {}
-    best = None
+    selection_bits = math.log2(len(s.dims) * len(s.precisions))
+    records, losses = [], {}
     with Stopwatch() as sw:
-        for d in dims:
-            sub = Subspace(model, shape, train.K, d, seed)
-            theta_d, hist = train_subspace(sub, train.x, train.y, epochs=epochs, batch_size=batch_size, lr=lr,
-                                           seed=seed, progress=f"{train.name}/{model} d={d}" if progress else False)
-            curve["train_loss"][str(d)] = hist
-            for p in precisions:
-                payload, _ = quantize(theta_d, p)
-                net = sub.materialize(dequantize(payload, d, p))
-                logits = predict_logits(net, train.x, "cpu")
-                data_bits = shannon.codelength_bits(logits, train.y)
-                theta_bits = 8 * len(payload)
-                total = theta_bits + selection_bits + data_bits
-                test_acc = shannon.accuracy(predict_logits(net, test.x, "cpu"), test.y) if test is not None \
-                    else math.nan
-                for key, val in (("d", d), ("p", p), ("theta_bits", theta_bits), ("data_bits", data_bits),
-                                 ("total_bits", total), ("train_accuracy", shannon.accuracy(logits, train.y)),
-                                 ("test_accuracy", test_acc)):
-                    curve[key].append(val)
-                if best is None or total < best["total"]:
-                    best = {"total": total, "d": d, "p": p, "theta_bits": theta_bits, "data_bits": data_bits,
-                            "test_acc": test_acc, "dense": sub.dense}
-        D = num_parameters(sub.net)
+        for d in sorted(int(d) for d in s.dims):
+            sub = Subspace(model, tuple(train.x.shape[1:]), train.K, d, seed)
+            theta_d, losses[str(d)] = train_subspace(sub, train.x, train.y, s, seed=seed,
+                                                     progress=f"{train.name}/{model} d={d}" if progress else False)
+            records += [evaluate_precision(sub, theta_d, p, train, test) for p in sorted(int(p) for p in s.precisions)]
+    for r in records:
+        r["total_bits"] = r["theta_bits"] + selection_bits + r["data_bits"]
+    best = min(records, key=lambda r: r["total_bits"])
+    curve = {k: [r[k] for r in records] for k in ("d", "p", "theta_bits", "data_bits", "total_bits",
+                                                  "train_accuracy", "test_accuracy")}
+    curve["train_loss"] = losses
+    return _result(train, test, model, s, best, curve, selection_bits, sub.D, scale=scale, seed=seed, sw=sw)
+
+
+def _result(train, test, model, s, best, curve, selection_bits, num_parameters, *, scale, seed, sw) -> CodeResult:
     header = 0 if best["p"] == FLOAT_BITS else FLOAT_BITS
-    parts = {"model_bits": best["theta_bits"] + selection_bits, "data_bits": best["data_bits"],
-             "header_bits": float(header), "theta_d_bits": float(best["d"] * best["p"]),
-             "padding_bits": float(best["theta_bits"] - header - best["d"] * best["p"]),
-             "selection_bits": selection_bits}
     return CodeResult(
-        code="subspace", dataset=train.name, model=model, scale=scale, n=train.n, K=train.K,
-        codelength_bits=best["total"], test_accuracy=None if test is None else best["test_acc"],
-        parts=parts, curves=curve,
-        params={"dims": dims, "precisions": precisions, "best_d": best["d"], "best_p": best["p"],
-                "num_parameters": D, "projection": "dense Gaussian" if best["dense"] else "sparse random",
-                "dense_limit": DENSE_LIMIT, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                "n_train": train.n, "n_test": None if test is None else test.n,
+        code="intrinsic_dimension", dataset=train.name, model=model, scale=scale, n=train.n, K=train.K, seed=seed,
+        codelength_bits=best["total_bits"], test_accuracy=None if test is None else best["test_accuracy"],
+        parts={"model_bits": best["theta_bits"] + selection_bits, "data_bits": best["data_bits"],
+               "header_bits": float(header), "theta_d_bits": float(best["d"] * best["p"]),
+               "padding_bits": float(best["theta_bits"] - header - best["d"] * best["p"]),
+               "selection_bits": selection_bits},
+        curves=curve,
+        params={**scales.as_params(s), "best_d": best["d"], "best_p": best["p"], "num_parameters": num_parameters,
+                "projection": "dense Gaussian" if best["dense"] else "sparse random", "dense_limit": DENSE_LIMIT,
+                "seed": seed, "n_train": train.n, "n_test": None if test is None else test.n,
                 "quantizer": "uniform on [-R, R], R = max|theta_d| sent as float32; p = 32: float32"},
         provenance=provenance(device="cpu", stopwatch=sw, data_source=train.source),
         note="Algorithm 1: theta = theta_0 + P theta_d from the seed; theta_d at p bits; best (d, p) paid by "

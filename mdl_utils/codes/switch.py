@@ -1,4 +1,4 @@
-"""Switch and self-switch codes (paper App. E; Van Erven, Grunwald & de Rooij 2012).
+"""Chapter 7: switch and self-switch codes (paper App. E; Van Erven, Grunwald & de Rooij 2012).
 
 Given M prediction strategies run on the same transmission order, with
 ``unit_bits[m, t]`` the codelength of unit t (a sample, or a block of samples)
@@ -27,12 +27,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from itertools import product
 from typing import Sequence
 
 import numpy as np
 
-LN2 = math.log(2.0)
+from .. import chapters, codes, results, scales
+from ..bits import LN2, uniform_bits
+from ..results import CodeResult, ResultFileError, Stopwatch, provenance
+
+CHAPTER = "switch"
+MIXTURE = "switch"  # model name prefix of the mixture: "switch-<model>-...-uniform"
 
 
 def _check(unit_bits: np.ndarray) -> np.ndarray:
@@ -163,29 +167,6 @@ def best_sequence(unit_bits: np.ndarray, max_switches: int | None = None) -> Swi
     return SwitchSequence(segments, data_bits, sequence_prior_bits(len(segments) - 1, t_units, m, kmax))
 
 
-def brute_force_best(unit_bits: np.ndarray, max_switches: int | None = None) -> float:
-    """min over all sequences of data + sequence_prior_bits (exponential; for tests)."""
-    a = _check(unit_bits)
-    m, t_units = a.shape
-    kmax = t_units - 1 if max_switches is None else max_switches
-    best = math.inf
-    for seq in product(range(m), repeat=t_units):
-        k = sum(seq[t] != seq[t - 1] for t in range(1, t_units))
-        if k <= kmax:
-            best = min(best, a[list(seq), range(t_units)].sum() + sequence_prior_bits(k, t_units, m, kmax))
-    return best
-
-
-def brute_force_mixture(unit_bits: np.ndarray) -> float:
-    """-log2 sum_s pi(s) 2^(-data(s)) by explicit enumeration (exponential; for tests)."""
-    a = _check(unit_bits)
-    m, t_units = a.shape
-    terms = [-(mixture_prior_bits(seq, m) + a[list(seq), range(t_units)].sum())
-             for seq in product(range(m), repeat=t_units)]
-    top = max(terms)
-    return -(top + math.log2(sum(2.0 ** (x - top) for x in terms)))
-
-
 # ---------------------------------------------------------------- self-switch
 
 
@@ -213,87 +194,134 @@ def block_units(per_sample: np.ndarray, timesteps: Sequence[int]) -> np.ndarray:
     return np.array([per_sample[a:b].sum() for a, b in zip(edges[:-1], edges[1:])])
 
 
-# ------------------------------------------------------------ chapter runs
-
-CHAPTER = "switch"
-MAX_SAMPLE_SWITCHES = 20
+# ------------------------------------------------------------ the chapter
 
 
-def compute(dataset: str, scale: str, models: Sequence[str] | None = None, root=None, *, seed: int = 0,
-            device: str = "auto", data_root: str | None = None) -> list:
-    """Switch, switch-mixture and self-switch codes from the prequential runs of ``dataset``.
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Which stored prequential runs to switch between (``models`` per dataset; None: the prequential chapter's
+    models at the same scale), always with the uniform code as one more strategy; the best sample-level
+    sequence is searched with at most ``max_sample_switches`` switches (block-level: no cap)."""
 
-    Reads results/prequential/<dataset>-<model>-<scale>.json and its per-sample
-    codelengths for every model (the scale's models by default); a missing run
-    is computed and stored first (prequential.compute). Adds the uniform code as
-    a strategy, and returns CodeResults: one "switch" (the mixture; the best
-    block-level sequence in its parts) and one "self_switch" per model.
-    """
-    from .. import results as store
-    from ..scales import settings
-    from . import prequential
+    models: dict[str, tuple[str, ...]] | None = None
+    max_sample_switches: int = 20
 
-    names = list(models or settings("prequential", scale)["models"][dataset])
-    for m in names:
-        if not store.result_path(prequential.CHAPTER, dataset, m, scale, root).is_file():
-            store.save(prequential.compute(dataset, m, scale, seed=seed, device=device, data_root=data_root, root=root),
-                       prequential.CHAPTER, root)
-    runs = [store.load(prequential.CHAPTER, dataset, m, scale, root) for m in names]
-    per_sample = [prequential.load_per_sample(dataset, m, scale, root).astype(np.float64) for m in names]
-    steps = runs[0].params["timesteps"]
-    for r in runs[1:]:
-        if r.params["timesteps"] != steps or r.params["order_seed"] != runs[0].params["order_seed"]:
-            raise ValueError(f"{r.model} and {runs[0].model} were run with different timesteps or orders; "
+
+SCALES: dict = {}
+
+
+def settings(scale: str) -> Settings:
+    return scales.resolve(Settings, SCALES, scale)
+
+
+def code_of(model: str) -> str:
+    return "switch" if model.split("-")[0] == MIXTURE else "self_switch"
+
+
+def mixture_name(models: Sequence[str]) -> str:
+    """The mixture's model name: switch-<model>-...-uniform."""
+    return "-".join([MIXTURE, *models, "uniform"])
+
+
+def prequential_models(dataset: str, scale: str) -> tuple[str, ...]:
+    table = settings(scale).models or codes.chapter("prequential").module.settings(scale).models
+    return chapters.models_for(dataset, table)
+
+
+def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """The mixture over the prequential runs of ``dataset``, then the self-switch code of each of them."""
+    names = list(models or prequential_models(dataset, scale))
+    return [(dataset, mixture_name(names))] + [(dataset, m) for m in names]
+
+
+def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
+            data_root: str | None = None) -> CodeResult:
+    """``switch-<a>-<b>-uniform``: the switch mixture over those prequential runs and the uniform code (the best
+    block and sample sequences in its parts); any other ``model``: the self-switch code of its prequential run.
+    Reads the prequential chapter's stored results and per-sample bits (``device``/``data_root`` are unused:
+    nothing is trained here); a missing run is an error that names the command computing it."""
+    if code_of(model) == "switch":
+        names = [m for m in model.split("-")[1:] if m != "uniform"] or list(prequential_models(dataset, scale))
+        runs_ = [load_prequential(dataset, m, scale, seed) for m in names]
+        return mixture_result(runs_, [results.load_array("prequential", r, "bits") for r in runs_],
+                              settings(scale), seed=seed)
+    return self_switch_result(load_prequential(dataset, model, scale, seed))
+
+
+def load_prequential(dataset: str, model: str, scale: str, seed: int = 0) -> CodeResult:
+    """The stored prequential run of ``model``; ResultFileError saying which chapter to run first, and how."""
+    try:
+        return results.load("prequential", dataset, model, scale, seed=seed)
+    except ResultFileError:
+        command = chapters.rerun_command("prequential", scale, datasets=[dataset], models=[model],
+                                         **({"seed": seed} if seed else {}))
+        raise ResultFileError(f"the switch code needs the prequential run of {model} on {dataset} at "
+                              f"scale={scale}, which is not stored; run the prequential chapter first: "
+                              f"{command}") from None
+
+
+def _unit_arrays(runs_: list[CodeResult], per_sample: list[np.ndarray]) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """(timesteps, per-sample bits, per-block bits) of the prequential runs plus the uniform code."""
+    steps = runs_[0].params["timesteps"]
+    for r in runs_[1:]:
+        if r.params["timesteps"] != steps or r.params["order_seed"] != runs_[0].params["order_seed"]:
+            raise ValueError(f"{r.model} and {runs_[0].model} were run with different timesteps or orders; "
                              f"a switch code needs one transmission order")
-    n, k = runs[0].n, runs[0].K
-    labels = [*names, "uniform"]
-    samples = np.vstack([*per_sample, np.full(n, math.log2(k))])
-    blocks = np.vstack([block_units(p, steps) for p in samples])
-    with store.Stopwatch() as sw:
-        mix_samples = mixture_bits(samples)
-        mix_blocks = mixture_bits(blocks)
-        best = best_sequence(blocks)
-        best_samples = best_sequence(samples, max_switches=MAX_SAMPLE_SWITCHES)
+    n, k = runs_[0].n, runs_[0].K
+    samples = np.vstack([*(p.astype(np.float64) for p in per_sample), np.full(n, math.log2(k))])
+    return steps, samples, np.vstack([block_units(p, steps) for p in samples])
+
+
+def mixture_result(runs_: list[CodeResult], per_sample: list[np.ndarray], s: Settings, *, seed: int = 0) -> CodeResult:
+    """The switch mixture over ``runs_`` and the uniform code (per-sample updates), as a CodeResult; its parts
+    also give the best block-level and sample-level switch sequences with their prior bits."""
+    names = [r.model for r in runs_]
+    labels, (n, k) = [*names, "uniform"], (runs_[0].n, runs_[0].K)
+    steps, samples, blocks = _unit_arrays(runs_, per_sample)
+    with Stopwatch() as sw:
+        mix_samples, mix_blocks = mixture_bits(samples), mixture_bits(blocks)
+        best, best_samples = best_sequence(blocks), best_sequence(samples, max_switches=s.max_sample_switches)
     seq = best.per_unit(blocks.shape[1])
-    accuracies = [[1.0 / k, *r.curves["test_accuracy"]] for r in runs] + [[1.0 / k] * blocks.shape[1]]
+    accuracies = [[1.0 / k, *r.curves["test_accuracy"]] for r in runs_] + [[1.0 / k] * blocks.shape[1]]
     block_mix = block_units(mix_samples, steps)
-    last = labels[seq[-1]]
-    out = [store.CodeResult(
-        code="switch", dataset=dataset, model="switch-" + "-".join(labels), scale=scale, n=n, K=k,
-        codelength_bits=float(mix_samples.sum()),
-        test_accuracy=accuracies[seq[-1]][-1],
+    return CodeResult(
+        code="switch", dataset=runs_[0].dataset, model=mixture_name(names), scale=runs_[0].scale, n=n, K=k, seed=seed,
+        codelength_bits=float(mix_samples.sum()), test_accuracy=accuracies[seq[-1]][-1],
         parts={"mixture_bits": float(mix_samples.sum()), "mixture_block_units_bits": float(mix_blocks.sum()),
                "best_sequence_bits": best.total_bits, "best_sequence_data_bits": best.data_bits,
-               "best_sequence_prior_bits": best.prior_bits,
-               "best_sample_sequence_bits": best_samples.total_bits,
+               "best_sequence_prior_bits": best.prior_bits, "best_sample_sequence_bits": best_samples.total_bits,
                "best_sample_sequence_prior_bits": best_samples.prior_bits,
-               **{f"prequential_{m}_bits": r.codelength_bits for m, r in zip(names, runs)},
-               "uniform_bits": n * math.log2(k)},
+               **{f"prequential_{m}_bits": r.codelength_bits for m, r in zip(names, runs_)},
+               "uniform_bits": uniform_bits(n, k)},
         curves={"t_end": steps, "bits": block_mix.tolist(),
                 "bits_per_sample": (block_mix / np.diff([0, *steps])).tolist(),
                 "test_accuracy": [accuracies[m][b] for b, m in enumerate(seq)],
                 "best_sequence": [[int(start), labels[m]] for start, m in best.segments],
                 "best_sample_sequence": [[int(start), labels[m]] for start, m in best_samples.segments]},
-        params={"strategies": labels, "timesteps": steps, "switch_rate": "alpha_t = 1/(t+1)",
-                "max_sample_switches": MAX_SAMPLE_SWITCHES, "from_scale": scale},
-        provenance=store.provenance(device="cpu", stopwatch=sw, data_source=runs[0].provenance["data_source"],
-                                    prequential_commits=sorted({r.provenance.get("git_commit") or "" for r in runs})),
-        note=f"switch mixture over {', '.join(labels)} (per-sample updates); the last block's best model is {last}",
-    )]
-    for m, r in zip(names, runs):
-        first = r.parts["first_block_bits"]
+        params={**scales.as_params(s), "strategies": labels, "timesteps": steps, "switch_rate": "alpha_t = 1/(t+1)",
+                "from_scale": runs_[0].scale},
+        provenance=provenance(device="cpu", stopwatch=sw, data_source=runs_[0].provenance["data_source"],
+                              prequential_commits=sorted({r.provenance.get("git_commit") or "" for r in runs_})),
+        note=f"switch mixture over {', '.join(labels)} (per-sample updates); the last block's best model is "
+             f"{labels[seq[-1]]}",
+    )
+
+
+def self_switch_result(r: CodeResult) -> CodeResult:
+    """The self-switch code of one prequential run: per block, the epoch whose model encodes it best."""
+    steps, first = r.params["timesteps"], r.parts["first_block_bits"]
+    with Stopwatch() as sw:
         total, choices, choice_bits = self_switch(first, r.curves["epoch_bits"])
-        chosen = [first] + [e[c] for e, c in zip(r.curves["epoch_bits"], choices)]
-        out.append(store.CodeResult(
-            code="self_switch", dataset=dataset, model=m, scale=scale, n=n, K=k, codelength_bits=total,
-            test_accuracy=r.test_accuracy,
-            parts={"choice_bits": choice_bits, "data_bits": total - choice_bits, "prequential_bits": r.codelength_bits},
-            curves={"t_end": steps, "bits": chosen, "bits_per_sample": (np.array(chosen) / np.diff([0, *steps])).tolist(),
-                    "chosen_epoch": choices, "early_stopping_epoch": r.curves["best_epoch"],
-                    "epochs_run": r.curves["epochs_run"]},
-            params={"timesteps": steps, "from_scale": scale},
-            provenance=store.provenance(device="cpu", stopwatch=sw, data_source=r.provenance["data_source"],
-                                        prequential_commit=r.provenance.get("git_commit")),
-            note="per block, the epoch (0 = untrained) whose model encodes it best; log2(epochs run + 1) bits each",
-        ))
-    return out
+    chosen = [first] + [e[c] for e, c in zip(r.curves["epoch_bits"], choices)]
+    return CodeResult(
+        code="self_switch", dataset=r.dataset, model=r.model, scale=r.scale, n=r.n, K=r.K, seed=r.seed,
+        codelength_bits=total, test_accuracy=r.test_accuracy,
+        parts={"choice_bits": choice_bits, "data_bits": total - choice_bits, "prequential_bits": r.codelength_bits},
+        curves={"t_end": steps, "bits": chosen, "bits_per_sample": (np.array(chosen) / np.diff([0, *steps])).tolist(),
+                "chosen_epoch": choices, "early_stopping_epoch": r.curves["best_epoch"],
+                "epochs_run": r.curves["epochs_run"]},
+        params={"timesteps": steps, "from_scale": r.scale},
+        provenance=provenance(device="cpu", stopwatch=sw, data_source=r.provenance["data_source"],
+                              prequential_commit=r.provenance.get("git_commit")),
+        note="per block, the epoch (0 = untrained) whose model encodes it best; log2(epochs run + 1) bits each",
+    )

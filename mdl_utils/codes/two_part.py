@@ -13,11 +13,61 @@ The paper's Table 1 quotes only the weight term as a lower bound
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Sequence
+
 import numpy as np
 import torch
 from torch import nn
 
+from .. import chapters, data, scales
+from ..bits import accuracy, codelength_bits
+from ..models import build, num_parameters
+from ..results import CodeResult, Stopwatch, provenance
+from ..training import fit, predict_logits, resolve_device
+
+CHAPTER = "two_part"
 BITS_PER_FLOAT32 = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """n_train/n_test: samples loaded (None = the whole split). Training (training.fit): Adam at ``lr``,
+    mini-batches of ``batch_size``, at most ``epochs``, early stopping with ``patience`` on the last
+    ``val_fraction`` of the training labels (all of which are encoded and paid for). ``models`` per dataset."""
+
+    n_train: int | None = None
+    n_test: int | None = None
+    epochs: int = 100
+    lr: float = 1e-3
+    batch_size: int = 128
+    patience: int = 5
+    val_fraction: float = 0.1
+    models: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: {
+        "mnist": ("lenet", "mlp"), "cifar10": ("lenet", "mlp"), "synthetic": ("mlp",)})
+
+
+SCALES = {
+    "smoke": dict(n_train=1000, n_test=500, epochs=2, patience=3),
+    "cpu": dict(epochs=8, patience=2),
+}
+
+
+def settings(scale: str) -> Settings:
+    return scales.resolve(Settings, SCALES, scale)
+
+
+def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    return [(dataset, m) for m in (models or chapters.models_for(dataset, settings(scale).models))]
+
+
+def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
+            data_root: str | None = None) -> CodeResult:
+    """The float32 two-part code of ``model`` on ``dataset``'s training labels, with the settings of ``scale``."""
+    s = settings(scale)
+    train = data.load(dataset, "train", root=data_root, n=s.n_train, seed=seed)
+    test = data.load(dataset, "test", root=data_root, n=s.n_test, seed=seed)
+    return float32_two_part(train, test, model, s, scale=scale, seed=seed, device=device)
 
 
 def float_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -63,45 +113,40 @@ def two_part_bits(model_bits: float, data_bits: float) -> float:
     return float(model_bits) + float(data_bits)
 
 
-def float32_two_part(train, test, *, model: str, scale: str, epochs: int = 10, lr: float = 1e-3,
-                     batch_size: int = 128, patience: int | None = 3, val_fraction: float = 0.1, seed: int = 0,
-                     device: str = "auto", progress: bool = True):
+def train_model(train: data.Dataset, model: str, s: Settings, *, seed: int = 0, device: str = "auto",
+                progress: bool = True):
+    """``model`` trained on all of ``train`` (early stopping on its last ``s.val_fraction``), on the CPU in eval
+    mode after training: the network whose float32 weights are sent. Returns (network, FitResult)."""
+    net = build(model, tuple(train.x.shape[1:]), train.K, seed=seed)
+    fr = fit(net, train.x, train.y, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, val_fraction=s.val_fraction,
+             patience=s.patience, seed=seed, device=device, progress=f"{train.name}/{model}" if progress else False)
+    return net.cpu().eval(), fr
+
+
+def float32_two_part(train: data.Dataset, test: data.Dataset | None, model: str, s: Settings, *, scale: str,
+                     seed: int = 0, device: str = "auto", progress: bool = True) -> CodeResult:
     """Train ``model`` on all of ``train`` (early stopping on its last ``val_fraction``), then
     L = 32 dim(theta) + sum over the training labels of -log2 p_theta(y|x) (Sec. 3.1).
 
     The float32 weights are sent exactly as trained, so the data term uses the
     very model Bob decodes. ``test`` gives the test accuracy only.
     """
-    from ..models import build, num_parameters
-    from ..results import CodeResult, Stopwatch, provenance
-    from ..training import fit, predict_logits, resolve_device
-    from . import shannon
-
     device = resolve_device(device)
     with Stopwatch() as sw:
-        net = build(model, tuple(train.x.shape[1:]), train.K, seed=seed)
-        fr = fit(net, train.x, train.y, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
-                 patience=patience, augment=False, seed=seed, device=device,
-                 progress=f"{train.name}/{model}" if progress else False)
-        net = net.cpu().eval()
-        payload = serialize_float32(net)
+        net, fr = train_model(train, model, s, seed=seed, device=device, progress=progress)
         model_bits = float32_model_bits(net)
-        if model_bits != 8 * len(payload):
-            raise AssertionError("float32 model bits differ from the serialized size")
         logits = predict_logits(net, train.x, "cpu")
-        data_bits = shannon.codelength_bits(logits, train.y)
-        test_acc = shannon.accuracy(predict_logits(net, test.x, "cpu"), test.y) if test is not None else None
-        train_acc = shannon.accuracy(logits, train.y)
+        data_bits = codelength_bits(logits, train.y)
+        test_acc = accuracy(predict_logits(net, test.x, "cpu"), test.y) if test is not None else None
     return CodeResult(
-        code="two_part", dataset=train.name, model=model, scale=scale, n=train.n, K=train.K,
+        code="two_part", dataset=train.name, model=model, scale=scale, n=train.n, K=train.K, seed=seed,
         codelength_bits=two_part_bits(model_bits, data_bits), test_accuracy=test_acc,
         parts={"model_bits": float(model_bits), "data_bits": data_bits},
         curves={"train_loss": fr.history["train_loss"], "val_loss": fr.history["val_loss"]},
-        params={"bits_per_parameter": BITS_PER_FLOAT32, "num_parameters": num_parameters(net),
-                "num_sent_floats": num_sent_floats(net), "epochs": epochs, "epochs_run": fr.epochs_run,
-                "best_epoch": fr.best_epoch, "lr": lr, "batch_size": batch_size, "patience": patience,
-                "val_fraction": val_fraction, "seed": seed, "n_train": train.n,
-                "n_test": None if test is None else test.n, "train_accuracy": train_acc},
+        params={**scales.as_params(s), "bits_per_parameter": BITS_PER_FLOAT32, "num_parameters": num_parameters(net),
+                "num_sent_floats": num_sent_floats(net), "epochs_run": fr.epochs_run, "best_epoch": fr.best_epoch,
+                "seed": seed, "n_train": train.n, "n_test": None if test is None else test.n,
+                "train_accuracy": accuracy(logits, train.y)},
         provenance=provenance(device=device, stopwatch=sw, data_source=train.source),
         note="float32 two-part code: 32 bits per parameter + Shannon code of the training labels (Sec. 3.1)",
     )

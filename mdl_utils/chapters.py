@@ -1,0 +1,73 @@
+"""What a chapter notebook calls: load a stored result, or compute and store it.
+
+``get(chapter, dataset, model, scale, recompute=...)`` is the one load-or-compute
+helper of the book: with ``recompute=False`` (the book build) it never trains,
+it reads ``results/<chapter>/...`` and, for a missing result, prints where it
+should be and the command that computes it; with ``recompute=True`` (a chapter
+run by ``python -m mdl_utils.run``) it calls the chapter's entry point
+``mdl_utils.codes.<chapter>.compute`` and stores what it returns.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any, Mapping, Sequence
+
+from . import codes, data, models, results
+from .results import CodeResult
+
+
+def code_of(chapter: str, model: str) -> str:
+    """The code a chapter stores for ``model`` (the chapter's name unless its module says otherwise)."""
+    module = codes.chapter(chapter).module
+    return module.code_of(model) if hasattr(module, "code_of") else chapter
+
+
+def rerun_command(chapter: str, scale: str, **params: Any) -> str:
+    """The shell command that recomputes a chapter's results."""
+    args = ["python", "-m", "mdl_utils.run", codes.chapter(chapter).notebook, "--scale", scale]
+    for name, value in params.items():
+        args += ["-p", name, value if isinstance(value, str) else json.dumps(value)]
+    return shlex.join(args)
+
+
+def get(chapter: str, dataset: str, model: str, scale: str, *, recompute: bool = False, seed: int = 0,
+        device: str = "auto", data_root: str | None = None) -> CodeResult | None:
+    """The stored result of ``model`` on ``dataset`` at ``scale``; computed and stored first when ``recompute``."""
+    if recompute:
+        result = codes.chapter(chapter).module.compute(dataset, model, scale, seed=seed, device=device,
+                                                       data_root=data_root)
+        results.save(result, chapter)
+        return result
+    path = results.result_path(chapter, dataset, model, scale, code=code_of(chapter, model), seed=seed)
+    if path.exists():
+        return results.load_file(path)
+    params = {"datasets": [dataset], "models": [model], **({"seed": seed} if seed else {})}
+    print(f"Not computed yet: {dataset} / {model} at scale={scale} ({path.name}). Compute it with:\n"
+          f"  {rerun_command(chapter, scale, **params)}")
+    return None
+
+
+def runs(chapter: str, dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """The (dataset, model) pairs a chapter stores for ``dataset`` (its scale's models unless ``models``)."""
+    module = codes.chapter(chapter).module
+    return module.runs(dataset, scale, models)
+
+
+def get_all(chapter: str, datasets: Sequence[str], models: Sequence[str] | None, scale: str,
+            **kw: Any) -> dict[tuple[str, str], CodeResult | None]:
+    """:func:`get` for every run of ``chapter`` on ``datasets``, keyed by (dataset, model)."""
+    return {(ds, m): get(chapter, ds, m, scale, **kw)
+            for dataset in datasets for ds, m in runs(chapter, dataset, scale, models)}
+
+
+def models_for(dataset: str, table: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
+    """A chapter's default models for ``dataset``: its row of ``table`` (keyed mnist, cifar10, synthetic), or,
+    for a dataset the table does not name (an image folder), the row of the dataset of the same input kind
+    (1-channel images: mnist, 3-channel: cifar10, vectors: synthetic), keeping the models that fit its inputs."""
+    if dataset in table:
+        return tuple(table[dataset])
+    shape = tuple(data.load(dataset, "train", n=1).x.shape[1:])
+    kind = "synthetic" if len(shape) != 3 else ("mnist" if shape[0] == 1 else "cifar10")
+    return tuple(m for m in table.get(kind, ()) if models.fits(m, shape))

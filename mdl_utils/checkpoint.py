@@ -1,0 +1,74 @@
+"""Resumable runs: a checkpoint file that is only ever resumed for the very same computation.
+
+A long code (the prequential code trains one model per block) writes its
+finished units to ``results/<chapter>/.partial/<name>.json`` after each one. The
+file carries a fingerprint of everything that determines the numbers: the
+agreed settings, a SHA-256 of the inputs and of the labels, the transmission
+order, and the code version. A rerun resumes only when the fingerprint matches;
+otherwise it says so in one line and starts afresh, so that a changed dataset
+(same size, a few labels moved) can never be resumed into a wrong number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .results import write_json_atomic
+
+
+def digest(array: torch.Tensor | np.ndarray) -> str:
+    """First 16 hex digits of the SHA-256 of an array's bytes (dtype and shape included)."""
+    a = np.ascontiguousarray(array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else array)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprint(settings: dict[str, Any], dataset, code_version: int) -> str:
+    """SHA-1 (16 hex digits) of the settings, the dataset (name, n, order seed, inputs and labels digests),
+    mdl_utils' version and the code's own version number."""
+    key = {"settings": settings, "dataset": dataset.name, "n": dataset.n, "order_seed": dataset.seed,
+           "inputs": digest(dataset.x), "labels": digest(dataset.y), "mdl_utils": __version__,
+           "code_version": code_version}
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Checkpoint:
+    """Finished units (dicts keyed by ``key``) of one run, kept in a JSON file (None: in memory only)."""
+
+    def __init__(self, path: str | Path | None, fingerprint_: str, key: str = "t_start"):
+        self.path = Path(path) if path else None
+        self.fingerprint, self.key, self.units = fingerprint_, key, {}
+        if self.path is not None and self.path.is_file():
+            try:
+                state = json.loads(self.path.read_text())
+            except (OSError, json.JSONDecodeError):
+                state = {}
+            if state.get("fingerprint") == fingerprint_:
+                self.units = {u[key]: u for u in state.get("units", [])}
+            else:
+                print(f"checkpoint {self.path} belongs to other settings, data or code; starting afresh")
+
+    def __contains__(self, k) -> bool:
+        return k in self.units
+
+    def __getitem__(self, k) -> dict:
+        return self.units[k]
+
+    def add(self, unit: dict) -> None:
+        """Record a finished unit and write the file atomically."""
+        self.units[unit[self.key]] = unit
+        if self.path is not None:
+            units = [self.units[k] for k in sorted(self.units)]
+            write_json_atomic(self.path, {"fingerprint": self.fingerprint, "units": units})
+
+    def remove(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)

@@ -1,0 +1,275 @@
+"""The built book as a reader's browser shows it, offline.
+
+Every page of `_build/html` is loaded in headless Chromium with JavaScript on and the
+network cut off, then its rendered DOM is checked: math typeset by the MathJax copy
+shipped with the book (no raw LaTeX), no raw citations, no tracebacks or stderr blocks
+in outputs, and no table wider than the content column.
+
+Also a small command line for `make screenshots`:
+    python tests/test_browser.py _build/html _build/screenshots
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+SKIP_PAGES = {"genindex.html", "search.html"}
+WIDTH, HEIGHT = 1400, 3000  # a desktop window; the content column is what the theme leaves at this width
+TOLERANCE_PX = 2
+MIN_WINDOW = 500  # headless Chromium's narrowest window
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--hide-scrollbars", "--allow-file-access-from-files",
+    "--host-resolver-rules=MAP * ~NOTFOUND",  # offline: a CDN script would fail to load, as for an offline reader
+    "--virtual-time-budget=10000",
+]
+
+# Appended to a copy of each page: once MathJax has typeset and fonts are in, write the widths onto <body>.
+MEASURE_JS = """
+<script>
+(function () {
+  function measure() {
+    var worst = null, info = "", tables = document.querySelectorAll("table");
+    tables.forEach(function (t) {
+      var col = t.closest('[role="main"], article, main') || document.body, cs = getComputedStyle(col);
+      var avail = col.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+      var w = Math.max(t.scrollWidth, t.getBoundingClientRect().width);
+      if (worst === null || w - avail > worst) { worst = w - avail; info = Math.round(w) + " px in a " + Math.round(avail) + " px column"; }
+    });
+    var b = document.body;
+    b.setAttribute("data-table-count", tables.length);
+    b.setAttribute("data-widest-table-overflow", worst === null ? 0 : Math.round(worst));
+    b.setAttribute("data-widest-table", info);
+    b.setAttribute("data-page-height", document.documentElement.scrollHeight);
+    b.setAttribute("data-viewport-height", window.innerHeight);
+    b.setAttribute("data-browser-check", "done");
+    if (window.parent !== window) {  // in make screenshots' phone-width frame: tell the frame's page
+      var d = {};
+      for (var i = 0; i < b.attributes.length; i++) d[b.attributes[i].name] = b.attributes[i].value;
+      window.parent.postMessage(d, "*");
+    }
+  }
+  window.addEventListener("load", function () {
+    var mj = window.MathJax, waits = [document.fonts ? document.fonts.ready : null];
+    if (mj && mj.startup && mj.startup.promise) waits.push(mj.startup.promise);
+    Promise.all(waits).then(measure, measure);
+  });
+})();
+</script>
+"""
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    if CHROMIUM is None:
+        reason = "chromium not found on PATH (apt-get install -y chromium): browser checks skipped"
+        print(reason)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+def book_pages(html_dir: Path) -> list[Path]:
+    """The pages a reader reads: not the search page, assets, or redirects (the root index.html)."""
+    return sorted(p for p in html_dir.rglob("*.html")
+                  if p.name not in SKIP_PAGES and not p.relative_to(html_dir).parts[0].startswith("_")
+                  and not re.search(r'http-equiv="refresh"', p.read_text(encoding="utf-8")[:2000], flags=re.I))
+
+
+def render(page: Path, chromium: str, width: int = WIDTH, height: int = HEIGHT, screenshot: Path | None = None) -> str:
+    """The page's DOM after its scripts ran (or a PNG of it), from a copy that carries MEASURE_JS.
+
+    Headless Chromium lays pages out at least MIN_WINDOW px wide, so a narrower page is shown
+    in a frame of that width (its measurements are copied onto the frame page's <body>).
+    """
+    html = page.read_text(encoding="utf-8")
+    base = f'<base href="{page.parent.resolve().as_uri()}/">'
+    html = re.sub(r"<head(\s[^>]*)?>", lambda m: m.group(0) + base, html, count=1)
+    html = html.replace("</body>", MEASURE_JS + "</body>") if "</body>" in html else html + MEASURE_JS
+    with tempfile.TemporaryDirectory(prefix="browsercheck-", ignore_cleanup_errors=True) as tmp:
+        target = Path(tmp) / page.name
+        target.write_text(html, encoding="utf-8")
+        if width < MIN_WINDOW:
+            frame = (f'<html><body style="margin:0"><iframe src="{target.as_uri()}" style="border:0;width:{width}px;'
+                     f'height:{height}px"></iframe><script>addEventListener("message", function (e) {{ for (var k in '
+                     'e.data) document.body.setAttribute(k, e.data[k]); });</script></body></html>')
+            target = Path(tmp) / "frame.html"
+            target.write_text(frame, encoding="utf-8")
+        out = ["--screenshot=" + str(screenshot)] if screenshot else ["--dump-dom"]
+        proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp}/profile",
+                               f"--window-size={max(width, MIN_WINDOW)},{height}", *out, target.as_uri()],
+                              capture_output=True, text=True, timeout=180)
+    if proc.returncode != 0:
+        raise RuntimeError(f"chromium exited {proc.returncode}: {proc.stderr[-1000:]}")
+    if screenshot and width < MIN_WINDOW:
+        from PIL import Image
+        with Image.open(screenshot) as im:
+            im.crop((0, 0, width, im.height)).save(screenshot)
+    return proc.stdout
+
+
+def _classes(el) -> list[str]:
+    return el.get("class") or []
+
+
+def _visible_text(soup, skip) -> str:
+    parts = []
+    for s in soup.find_all(string=True):
+        if not any(p.name in skip or "math" in _classes(p) or p.name.startswith("mjx-") for p in s.parents):
+            parts.append(str(s))
+    return re.sub(r"\s+", " ", " ".join(parts))
+
+
+def _around(text: str, i: int) -> str:
+    return "…" + text[max(0, i - 40):i + 40].strip() + "…"
+
+
+def page_problems(dom: str) -> list[str]:
+    """What a reader would see wrong on a rendered page (the DOM as Chromium dumps it)."""
+    soup = BeautifulSoup(dom, "html.parser")
+    problems = []
+    math = [el for el in soup.find_all(["span", "div"]) if "math" in _classes(el)]
+    raw = [el for el in math if el.find("mjx-container") is None]
+    if raw:
+        problems.append(f"{len(raw)} of {len(math)} math elements not typeset by MathJax, "
+                        f"e.g. {raw[0].get_text()[:60]!r}")
+    prose = _visible_text(soup, {"script", "style", "noscript", "pre", "code", "textarea", "head"})
+    for pattern, what in [(r"\$\$|\\\(|\\\)|\\\[|\\\]", "raw LaTeX delimiters"),
+                          (r"\\[A-Za-z]{2,}", "a raw LaTeX command"),
+                          (r"\{cite[a-z:]*\}|\\cite", "a raw citation")]:
+        m = re.search(pattern, prose)
+        if m:
+            problems.append(f"{what} in the text: {_around(prose, m.start())!r}")
+    text = _visible_text(soup, {"script", "style", "noscript", "head"})
+    if "Traceback (most recent call last)" in text:
+        problems.append("a Python traceback in an output: "
+                        + repr(_around(text, text.index("Traceback (most recent call last)"))))
+    stderr = [el for el in soup.find_all(True) if any("stderr" in c or c == "traceback" for c in _classes(el))]
+    if stderr:
+        problems.append(f"a stderr/traceback output block: {stderr[0].get_text(' ', strip=True)[:120]!r}")
+    body = soup.body or soup
+    if body.get("data-browser-check") != "done":
+        problems.append("the width check did not run (page scripts failed or timed out)")
+    elif int(body.get("data-widest-table-overflow", "0")) > TOLERANCE_PX:
+        problems.append(f"a table overflows the content column by {body['data-widest-table-overflow']} px "
+                        f"({body.get('data-widest-table')})")
+    return problems
+
+
+def check_page(page: Path, html_dir: Path, chromium: str) -> list[tuple[str, str]]:
+    name = str(page.relative_to(html_dir))
+    try:
+        return [(name, p) for p in page_problems(render(page, chromium))]
+    except Exception as exc:  # a page that does not load is a finding, reported with the others
+        return [(name, f"could not be rendered: {exc}")]
+
+
+# --- the checker itself must be able to fail -------------------------------------------------
+
+GOOD = """<html><head></head><body data-browser-check="done" data-widest-table-overflow="0">
+<article role="main"><p>The cost is <span class="math notranslate nohighlight"><mjx-container jax="CHTML">
+<mjx-math>n log K</mjx-math></mjx-container></span> bits {Grünwald, 2007}.</p>
+<div class="cell_input"><pre>print("$$")  # code may say anything</pre></div>
+<div class="cell_output"><div class="output stream"><pre>199.3 kbits</pre></div></div>
+<table><tr><td>1</td></tr></table></article></body></html>"""
+
+BAD = """<html><head></head><body data-browser-check="done" data-widest-table-overflow="120"
+ data-widest-table="920 px in a 800 px column"><article role="main">
+<p>$$x$$ and <span class="math notranslate nohighlight">\\(n \\log_2 K\\)</span> as in {cite}`blier2018description`.</p>
+<div class="cell_output"><div class="output stderr"><pre>Traceback (most recent call last):
+  File "x.py", line 1
+ValueError: nope</pre></div></div>
+<table style="width:920px"><tr><td>wide</td></tr></table></article></body></html>"""
+
+
+def test_checker_passes_a_good_page():
+    assert page_problems(GOOD) == []
+
+
+def test_checker_flags_a_bad_page():
+    problems = "\n".join(page_problems(BAD))
+    for expected in ["not typeset by MathJax", "raw LaTeX delimiters", "raw citation", "traceback in an output",
+                     "stderr/traceback output block", "overflows the content column by 120 px"]:
+        assert expected in problems, (expected, problems)
+    assert "width check did not run" in "\n".join(page_problems("<html><body><p>x</p></body></html>"))
+
+
+def test_width_check_measures_in_a_real_browser(chromium, tmp_path):
+    page = tmp_path / "wide.html"
+    page.write_text('<html><head></head><body><article role="main" style="width:600px;padding:0 20px">'
+                    '<table><tr><td style="min-width:900px">wide</td></tr></table></article></body></html>')
+    body = BeautifulSoup(render(page, chromium), "html.parser").body
+    assert body["data-browser-check"] == "done"
+    assert 280 <= int(body["data-widest-table-overflow"]) <= 320, body.attrs
+    assert any("overflows the content column" in p for p in page_problems(str(body)))
+
+
+# --- the book ---------------------------------------------------------------------------------
+
+def test_mathjax_is_served_with_the_book(built_book_html):
+    local = built_book_html / "_static" / "mathjax" / "tex-chtml.js"
+    assert local.is_file(), "no MathJax copy in _static: math would need a CDN"
+    intro = (built_book_html / "book" / "intro.html").read_text(encoding="utf-8")
+    srcs = re.findall(r'<script[^>]+src="([^"]*mathjax[^"]*)"', intro, flags=re.I)
+    assert srcs and all("://" not in s and "_static/mathjax/" in s for s in srcs), srcs
+
+
+def test_navigation_links_and_names(built_book_html):
+    assert (built_book_html / "search.html").is_file() and not (built_book_html / "genindex.html").exists()
+    intro = BeautifulSoup((built_book_html / "book" / "intro.html").read_text(encoding="utf-8"), "html.parser")
+    links = {a["href"] for a in intro.select("article a.reference.internal")}
+    chapters = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.md"))
+    assert chapters and all(f"../notebooks/{c}.html" in links for c in chapters), (chapters, links)
+    assert "Grünwald, 2007" in intro.get_text(" ")
+    bib = BeautifulSoup((built_book_html / "book" / "bibliography.html").read_text(encoding="utf-8"), "html.parser")
+    assert "Peter D. Grünwald" in bib.get_text(" ").replace("\xa0", " ")
+
+
+def test_every_page_reads_well_in_a_browser(chromium, built_book_html):
+    pages = book_pages(built_book_html)
+    assert len(pages) >= 10, pages
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        found = [f for fs in pool.map(lambda p: check_page(p, built_book_html, chromium), pages) for f in fs]
+    assert not found, f"{len(found)} problem(s) on {len({p for p, _ in found})} of {len(pages)} pages:\n" + \
+        "\n".join(f"  {page}: {problem}" for page, problem in found)
+
+
+# --- make screenshots -------------------------------------------------------------------------
+
+def screenshots(html_dir: Path, out_dir: Path, widths=(1400, 400)) -> list[Path]:
+    """A full-height PNG of every page at each width (the height is measured in a first pass)."""
+    if CHROMIUM is None:
+        sys.exit("chromium not found on PATH (apt-get install -y chromium)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for page in book_pages(html_dir):
+        stem = str(page.relative_to(html_dir).with_suffix("")).replace(os.sep, "__")
+        for w in widths:
+            body = BeautifulSoup(render(page, CHROMIUM, width=w, height=600), "html.parser").body
+            h = min(int(body.get("data-page-height", HEIGHT)), 60000)
+            if w >= MIN_WINDOW:  # a window keeps some of its height for itself (measured: 143 px)
+                h += 600 - int(body.get("data-viewport-height", 600))
+            png = out_dir / f"{stem}-{w}.png"
+            render(page, CHROMIUM, width=w, height=h, screenshot=png.resolve())
+            written.append(png)
+            print(png, json.dumps({"width": w, "height": h}))
+    return written
+
+
+if __name__ == "__main__":
+    html, out = (Path(a) for a in (sys.argv[1:3] if len(sys.argv) >= 3 else ("_build/html", "_build/screenshots")))
+    if not (html / "index.html").is_file():
+        sys.exit(f"{html}/index.html missing: run `make book` first")
+    screenshots(html, out)
