@@ -43,9 +43,9 @@ def fingerprint(settings: dict[str, Any], dataset, code_version: int) -> str:
 class Checkpoint:
     """Finished units (dicts keyed by ``key``) of one run, kept in a JSON file (None: in memory only)."""
 
-    def __init__(self, path: str | Path | None, fingerprint_: str, key: str = "t_start"):
+    def __init__(self, path: str | Path | None, fingerprint_: str, key: str = "t_start", total: int | None = None):
         self.path = Path(path) if path else None
-        self.fingerprint, self.key, self.units = fingerprint_, key, {}
+        self.fingerprint, self.key, self.units, self.total = fingerprint_, key, {}, total
         if self.path is not None and self.path.is_file():
             try:
                 state = json.loads(self.path.read_text())
@@ -67,7 +67,7 @@ class Checkpoint:
         self.units[unit[self.key]] = unit
         if self.path is not None:
             units = [self.units[k] for k in sorted(self.units)]
-            write_json_atomic(self.path, {"fingerprint": self.fingerprint, "units": units})
+            write_json_atomic(self.path, {"fingerprint": self.fingerprint, "total": self.total, "units": units})
 
     def remove(self) -> None:
         if self.path is not None:

@@ -275,9 +275,9 @@ def prequential_code(train: data.Dataset, test: data.Dataset | None, recipe: Rec
     """
     device = resolve_device(device)
     recipe = dataclasses.replace(recipe, timesteps=tuple(check_timesteps(recipe.timesteps, train.n)))
-    ckpt = checkpoint.Checkpoint(checkpoint_path, checkpoint.fingerprint(scales.as_params(recipe), train,
-                                                                           CODE_VERSION))
     blocks = list(zip(recipe.timesteps[:-1], recipe.timesteps[1:]))
+    ckpt = checkpoint.Checkpoint(checkpoint_path, checkpoint.fingerprint(scales.as_params(recipe), train,
+                                                                           CODE_VERSION), total=len(blocks))
     with Stopwatch() as sw:
         for t_s, t_next in tqdm(blocks, desc=f"prequential {train.name}/{recipe.model}", disable=not progress):
             if t_s not in ckpt:
