@@ -25,18 +25,21 @@ from .bayesian import BayesConv2d, BayesLinear
 DROPOUT = 0.5
 VGG13_PLAN: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
-Spec = tuple  # ("conv", out, kernel, padding) | ("bn",) | ("relu",) | ("pool",) | ("gap",) | ("flatten",)
+Spec = tuple  # ("conv", out, kernel, padding[, bias]) | ("bn",) | ("relu",) | ("pool",) | ("gap",) | ("flatten",)
 #               | ("fc", out) | ("dropout", p)
 
 
-def _convs(plan: list[int | str], kernel: int = 3, padding: int = 1, batch_norm: bool = False) -> list[Spec]:
-    """Conv layers from a plan like [32, 32, "M", 64]: ints are convs + ReLU, "M" a 2x2 max-pool."""
+def _convs(plan: list[int | str], kernel: int = 3, padding: int = 1, batch_norm: bool = False,
+           bias: bool = True) -> list[Spec]:
+    """Conv layers from a plan like [32, 32, "M", 64]: ints are convs (+ batch norm) + ReLU, "M" a 2x2 max-pool;
+    ``bias=False``: convolutions without bias (batch norm's shift replaces it)."""
     specs: list[Spec] = []
     for item in plan:
         if item == "M":
             specs.append(("pool",))
         else:
-            specs += [("conv", int(item), kernel, padding), *([("bn",)] if batch_norm else []), ("relu",)]
+            conv = ("conv", int(item), kernel, padding) + (() if bias else (False,))
+            specs += [conv, *([("bn",)] if batch_norm else []), ("relu",)]
     return specs
 
 
@@ -63,6 +66,12 @@ ARCHITECTURES: dict[str, tuple[Callable[[tuple, int], list[Spec]], str]] = {
               "LeNet-like: conv 6 and 16 filters 5x5, ReLU + max-pool each; FC 120, 84 (App. C)"),
     "small_cnn": (lambda s, k: _convs([16, "M", 32, "M"]) + _head([128], k, DROPOUT),
                   "ours, not the paper's: conv 16, pool, conv 32, pool, FC 128 + dropout"),
+    "cnn4": (lambda s, k: _convs([32, 32, "M", 64, 64, "M"]) + _head([256], k, DROPOUT),
+             "ours, not the paper's: 4 conv layers (32, 32, 64, 64), max-pool after every two; FC 256 + dropout"),
+    "vgg6": (lambda s, k: _convs([32, 32, "M", 64, 64, "M", 128, 128, "M"], batch_norm=True, bias=False)
+             + [("gap",), ("flatten",), ("fc", k)],
+             "ours, not the paper's: VGG-like, 6 conv layers (32 32 64 64 128 128) with batch norm, max-pool after "
+             "every two, global average pooling, linear output"),
     "tinycnn": (lambda s, k: _convs([32, 32, "M", 32, 32, "M"]) + _head([256, 256], k, DROPOUT),
                 "tinyCNN (App. D): 4 conv layers of 32 filters, max-pool after every two; FC 256, 256 + dropout"),
     "vgg_mnist": (lambda s, k: _convs([32, 32, "M", 64, 64, "M", 128, 128, "M", 256, 256, "M"])
@@ -81,7 +90,7 @@ def _out_shape(spec: Spec, shape: tuple[int, ...]) -> tuple[int, ...]:
     if kind in ("conv", "bn", "pool", "gap") and len(shape) != 3:
         raise ValueError(f"a {kind} layer needs image inputs (C, H, W), got shape {shape}")
     if kind == "conv":
-        _, out, k, p = spec
+        out, k, p = spec[1:4]
         h, w = shape[1] + 2 * p - k + 1, shape[2] + 2 * p - k + 1
         if h < 1 or w < 1:
             raise ValueError(f"inputs of shape {shape} are too small for a {k}x{k} convolution")
@@ -105,8 +114,10 @@ def _module(spec: Spec, shape: tuple[int, ...], bayesian: bool, init_sigma: floa
     """The layer of ``spec`` for inputs of ``shape`` (None: nothing, e.g. dropout in a Bayesian network)."""
     kind = spec[0]
     if kind == "conv":
-        c, (_, out, k, p) = shape[0], spec
-        return BayesConv2d(c, out, k, padding=p, init_sigma=init_sigma) if bayesian else nn.Conv2d(c, out, k, padding=p)
+        c, (out, k, p), bias = shape[0], spec[1:4], spec[4] if len(spec) > 4 else True
+        if bayesian:
+            return BayesConv2d(c, out, k, padding=p, init_sigma=init_sigma)
+        return nn.Conv2d(c, out, k, padding=p, bias=bias)
     if kind == "fc":
         return BayesLinear(shape[0], spec[1], init_sigma=init_sigma) if bayesian else nn.Linear(shape[0], spec[1])
     if kind == "bn":

@@ -89,23 +89,58 @@ def fit_full_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, weight
 # ------------------------------------------------------------- minibatches
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random translations by up to ``pad`` pixels (zero padding) and horizontal flips (VGGb, App. D)."""
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Random translations by up to ``shift`` pixels, padding with 0 (``fill="zero"``) or with the smallest input
+    value (``"min"``: the background of normalized digits), and, with ``flip``, horizontal flips. The default is
+    VGGb's (App. D): shifts of up to 4 pixels and flips."""
+
+    shift: int = 4
+    flip: bool = True
+    fill: str = "zero"
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True,
+                  fill: float = 0.0) -> torch.Tensor:
+    """Random translations by up to ``pad`` pixels (padding with ``fill``) and horizontal flips (VGGb, App. D).
+
+    Draws from ``generator`` the shifts (2 x batch), then the flips (batch) when ``flip``."""
     b, c, h, w = x.shape
     dev = x.device
     shift = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(dev)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(dev)
-    padded = nn.functional.pad(x, (pad, pad, pad, pad))
-    rows = torch.arange(h, device=dev)[None, :] + shift[0][:, None]
     cols = torch.arange(w, device=dev)[None, :].expand(b, w)
-    cols = torch.where(flip[:, None], w - 1 - cols, cols) + shift[1][:, None]
-    return padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]
+    if flip:
+        flips = (torch.rand(b, generator=generator) < 0.5).to(dev)
+        cols = torch.where(flips[:, None], w - 1 - cols, cols)
+    padded = nn.functional.pad(x, (pad, pad, pad, pad), value=fill)
+    rows = torch.arange(h, device=dev)[None, :] + shift[0][:, None]
+    cols = cols + shift[1][:, None]
+    out = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                 rows[:, None, :, None], cols[:, None, None, :]]
+    nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return out.contiguous(memory_format=torch.channels_last) if nhwc else out
+
+
+def augmenter(augment: bool | Augmentation, x: torch.Tensor) -> Callable[[torch.Tensor, torch.Generator],
+                                                                          torch.Tensor] | None:
+    """The mini-batch transform of ``augment`` (True: VGGb's :class:`Augmentation`; False: none) for inputs
+    ``x`` (a "min" fill is their smallest value)."""
+    if not augment:
+        return None
+    a = augment if isinstance(augment, Augmentation) else Augmentation()
+    if a.fill not in ("zero", "min"):
+        raise ValueError(f"unknown augmentation fill {a.fill!r}; choose 'zero' or 'min'")
+    fill = float(x.min()) if a.fill == "min" and len(x) else 0.0
+    return lambda xb, g: augment_batch(xb, g, a.shift, a.flip, fill)
 
 
 @dataclasses.dataclass
 class FitResult:
-    """What :func:`fit` did: per-epoch history, the epoch whose weights were kept, time."""
+    """What :func:`fit` did: per-evaluation history, the evaluation whose weights were kept, steps, time.
+
+    ``epochs_run``: evaluations after training began (epochs when evaluating once per epoch, the default);
+    ``best_epoch``: the evaluation whose weights the model has at the end (0: the initial weights);
+    ``optimizer``: the optimizer at the end of training (with its state), to continue from it."""
 
     best_epoch: int
     epochs_run: int
@@ -113,6 +148,13 @@ class FitResult:
     seconds: float
     n_train: int
     n_val: int
+    steps_run: int = 0
+    best_step: int = 0
+    samples_trained: int = 0
+    optimizer: torch.optim.Optimizer | None = dataclasses.field(default=None, repr=False, compare=False)
+
+
+SCHEDULES = ("constant", "cosine")
 
 
 def validation_size(n: int, val_fraction: float) -> int:
@@ -122,84 +164,195 @@ def validation_size(n: int, val_fraction: float) -> int:
     return min(n - 1, max(1, round(val_fraction * n)))
 
 
+def step_budget(n_train: int, batch_size: int, epochs: int | None, min_steps: int = 0,
+                max_steps: int | None = None) -> int:
+    """Optimizer steps a fit may take: epochs * ceil(n_train / batch_size), capped at ``max_steps``, raised to
+    ``min_steps`` (so that small training sets still get enough steps); 0 without training samples."""
+    if n_train <= 0:
+        return 0
+    if epochs is None and max_steps is None:
+        raise ValueError("fit needs a maximum: pass epochs or max_steps")
+    caps = [c for c in (None if epochs is None else epochs * math.ceil(n_train / batch_size), max_steps)
+            if c is not None]
+    return max(min(caps), int(min_steps))
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """Learning-rate multiplier of optimizer step ``step`` (1-based) of ``total``: 1 (constant) or the cosine
+    0.5 (1 + cos(pi (step - 1) / total)), from 1 down towards 0 over the planned steps (Loshchilov & Hutter 2017)."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (step - 1) / max(total, 1)))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+
+
 def cross_entropy_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     """The default loss of :func:`fit`: mean cross-entropy (nats) of ``model`` on a mini-batch."""
     return nn.functional.cross_entropy(model(xb), yb)
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20, batch_size: int = 128,
+class _Best:
+    """The best evaluation so far: (validation loss, evaluation index, step) and, when it will be restored, a
+    copy of the weights. Starts at the initial weights with loss +inf (or their measured loss)."""
+
+    def __init__(self, model: nn.Module, keep: bool, loss: float = math.inf):
+        self.model, self.keep = model, keep
+        self.loss, self.index, self.step = loss, 0, 0
+        self.state = copy.deepcopy(model.state_dict()) if keep else None
+
+    def update(self, loss: float, index: int, step: int) -> None:
+        """Keep evaluation ``index`` (after ``step`` steps) when its validation ``loss`` is the lowest so far."""
+        if loss < self.loss:
+            self.loss, self.index, self.step = loss, index, step
+            if self.keep:
+                self.state = copy.deepcopy(self.model.state_dict())
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int | None = 20, batch_size: int = 128,
         lr: float = 1e-3, weight_decay: float = 0.0, val_fraction: float = 0.1, patience: int | None = 3,
-        augment: bool = False, seed: int = 0, device: str | torch.device = "auto", progress: bool | str = False,
-        on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+        augment: bool | Augmentation = False, seed: int = 0, device: str | torch.device = "auto",
+        progress: bool | str = False, on_epoch_end: Callable[[int, nn.Module], None] | None = None,
         loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy_loss,
-        param_groups: list[dict] | None = None) -> FitResult:
+        param_groups: list[dict] | None = None, min_steps: int = 0, max_steps: int | None = None,
+        eval_every: int | None = None, schedule: str = "constant", restore_best: bool = True,
+        optimizer: torch.optim.Optimizer | None = None, eval_at_start: bool = False, bf16: bool = False) -> FitResult:
     """Train ``model`` on (x, y) with Adam and mini-batches; deterministic given ``seed``. The one training loop.
 
-    The last ``val_fraction`` of the given samples (in the order given) is held
-    out; after each epoch the validation loss is measured and training stops
-    when it has not improved for ``patience`` epochs; the weights of the best
-    epoch are restored. Everything the routine looks at is in (x, y): for a
-    prequential block these are transmitted labels only (the causality rule).
-    ``on_epoch_end(e, model)`` is called with e = 0 before training and after
-    every epoch e = 1..epochs_run (for self-switch codes). ``loss(model, xb, yb)``
-    is the mini-batch objective (the variational code passes KL/n + data bits);
-    ``param_groups`` Adam's parameter groups (default: all of ``model``'s, at ``lr``).
+    The last ``val_fraction`` of the given samples (in the order given) is held out; ``augment`` transforms the
+    training mini-batches (:func:`augmenter`). Training runs
+    :func:`step_budget` optimizer steps (``epochs`` passes, capped at ``max_steps``, at least ``min_steps``),
+    with the learning rate of ``schedule`` (:func:`lr_factor`) over them. Every ``eval_every`` steps (None: after
+    every epoch) and after the last step the validation loss is measured; training stops when it has not
+    improved for ``patience`` evaluations (never before ``min_steps``); with ``restore_best`` the weights of the
+    best evaluation are restored (``eval_at_start``: the initial weights compete too). Everything the routine
+    looks at is in (x, y): for a prequential block, transmitted labels only (the causality rule).
+    ``on_epoch_end(e, model)`` is called with e = 0 before training and after every evaluation e = 1..epochs_run
+    (self-switch codes). ``loss(model, xb, yb)`` is the mini-batch objective (the variational code passes KL/n +
+    data bits); ``param_groups`` Adam's parameter groups (default: all of ``model``'s, at ``lr``); ``optimizer``:
+    continue with this optimizer and its state instead (``lr``, ``weight_decay``, ``param_groups`` unused; its
+    groups' learning rates restart from their first values). ``bf16``: the training steps' forward passes under
+    bfloat16 autocast (faster on CPUs with bf16 units; evaluation stays float32). The defaults are the paper's
+    routine: epochs with early stopping per epoch, best epoch restored, constant learning rate, float32.
     """
     device = resolve_device(device)
     make_deterministic()
     n_val = validation_size(len(y), val_fraction)
     n_train = len(y) - n_val
-    x_tr, y_tr = x[:n_train].to(device), y[:n_train].to(device)
-    x_val, y_val = x[n_train:].to(device), y[n_train:].to(device)
+    train, val = (x[:n_train].to(device), y[:n_train].to(device)), (x[n_train:].to(device), y[n_train:].to(device))
     model.to(device)
-    opt = torch.optim.Adam(param_groups or model.parameters(), lr=lr, weight_decay=weight_decay)
-    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
-    best = (math.inf, 0, copy.deepcopy(model.state_dict()))
+    opt = optimizer or torch.optim.Adam(param_groups or model.parameters(), lr=lr, weight_decay=weight_decay)
+    lr_factor(schedule, 1, 1)  # an unknown schedule fails here, before any training
+    plan = _Plan(total=step_budget(n_train, batch_size, epochs, min_steps, max_steps),
+                 period=eval_every or max(1, math.ceil(n_train / batch_size)), min_steps=min_steps,
+                 patience=patience if n_val else None, schedule=schedule,
+                 base_lrs=_base_lrs(opt, optimizer is not None),
+                 set_lr=schedule != "constant" or optimizer is not None, augment=augmenter(augment, train[0]),
+                 batch_size=batch_size, bf16=bf16)
     t0 = time.perf_counter()
-    bar = tqdm(total=epochs, desc=progress if isinstance(progress, str) else "fit", leave=False,
+    bar = tqdm(total=plan.total, desc=progress if isinstance(progress, str) else "fit", leave=False,
                disable=not progress)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
+        best = _Best(model, n_val > 0 and restore_best,
+                     _validate(model, *val, device)[0] if eval_at_start and n_val else math.inf)
         if on_epoch_end:
             on_epoch_end(0, model)
-        epoch = 0
-        for epoch in range(1, epochs + 1):
-            model.train()
-            history["train_loss"].append(_epoch(model, opt, loss, x_tr, y_tr, batch_size, augment, g))
-            if n_val:
-                val_loss, val_acc = _validate(model, x_val, y_val, device)
-                history["val_loss"].append(val_loss)
-                history["val_accuracy"].append(val_acc)
-                if val_loss < best[0]:
-                    best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
-            if on_epoch_end:
-                on_epoch_end(epoch, model)
-            bar.update(1)
-            if n_val and patience is not None and epoch - best[1] >= patience:
-                break
+        history, evals, step, seen = _loop(model, opt, loss, train, val, plan, best, on_epoch_end, g, bar)
     bar.close()
-    if n_val:
-        model.load_state_dict(best[2])
+    if best.keep:
+        model.load_state_dict(best.state)
     model.eval()
-    return FitResult(best_epoch=best[1] if n_val else epoch, epochs_run=epoch, history=history,
-                     seconds=time.perf_counter() - t0, n_train=n_train, n_val=n_val)
+    kept = (best.index, best.step) if best.keep else (evals, step)
+    return FitResult(best_epoch=kept[0], epochs_run=evals, history=history, seconds=time.perf_counter() - t0,
+                     n_train=n_train, n_val=n_val, steps_run=step, best_step=kept[1], samples_trained=seen,
+                     optimizer=opt)
 
 
-def _epoch(model, opt, loss_fn, x, y, batch_size: int, augment: bool, g: torch.Generator) -> float:
-    """One pass over (x, y) in the order drawn from ``g``; returns the mean mini-batch loss (no sync per step)."""
-    n = len(y)
-    order = torch.randperm(n, generator=g).to(x.device)
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    for i in range(0, n, batch_size):
-        idx = order[i:i + batch_size]
-        xb = augment_batch(x[idx], g) if augment else x[idx]
+@dataclasses.dataclass
+class _Plan:
+    """How :func:`fit` trains: ``total`` steps, an evaluation every ``period`` steps, stopping rule, schedule."""
+
+    total: int
+    period: int
+    min_steps: int
+    patience: int | None
+    schedule: str
+    base_lrs: list[float]
+    set_lr: bool
+    augment: Callable | None
+    batch_size: int
+    bf16: bool = False
+
+
+def _loop(model, opt, loss_fn, train, val, plan: _Plan, best: _Best, on_epoch_end, g,
+          bar) -> tuple[dict[str, list[float]], int, int, int]:
+    """The steps of :func:`fit`: mini-batch updates, an evaluation at the end of every period (validation loss,
+    best weights, ``on_epoch_end``, early stopping). Returns (history, evaluations, steps, samples trained)."""
+    (x_tr, y_tr), (x_val, y_val) = train, val
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+    device = x_tr.device
+    batches = _batches(len(y_tr), plan.batch_size, g, device)
+    evals = step = seen = period_seen = 0
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    model.train()
+    while step < plan.total:
+        step += 1
+        if plan.set_lr:
+            for group, base in zip(opt.param_groups, plan.base_lrs):
+                group["lr"] = base * lr_factor(plan.schedule, step, plan.total)
+        idx = next(batches)
+        total_loss += _train_step(model, opt, loss_fn, x_tr, y_tr, idx, plan.augment, g, plan.bf16)
+        seen, period_seen = seen + len(idx), period_seen + len(idx)
+        if step % plan.period and step < plan.total:
+            continue
+        evals += 1
+        history["train_loss"].append(total_loss.item() / max(period_seen, 1))
+        total_loss, period_seen = torch.zeros((), dtype=torch.float64, device=device), 0
+        if len(y_val):
+            val_loss, val_acc = _validate(model, x_val, y_val, device)
+            history["val_loss"].append(val_loss)
+            history["val_accuracy"].append(val_acc)
+            best.update(val_loss, evals, step)
+        if on_epoch_end:
+            on_epoch_end(evals, model)
+        bar.update(step - bar.n)
+        if plan.patience is not None and step >= plan.min_steps and evals - best.index >= plan.patience:
+            break
+        model.train()
+    return history, evals, step, seen
+
+
+def _base_lrs(opt: torch.optim.Optimizer, restart: bool) -> list[float]:
+    """Each parameter group's first learning rate (kept as "initial_lr"); ``restart``: set the groups back to it."""
+    bases = []
+    for group in opt.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+        bases.append(group["initial_lr"])
+        if restart:
+            group["lr"] = group["initial_lr"]
+    return bases
+
+
+def _batches(n: int, batch_size: int, g: torch.Generator, device: torch.device):
+    """Mini-batch indices, epoch after epoch: each epoch a fresh permutation drawn from ``g`` (when it starts)."""
+    while True:
+        order = torch.randperm(n, generator=g).to(device)
+        for i in range(0, n, batch_size):
+            yield order[i:i + batch_size]
+
+
+def _train_step(model, opt, loss_fn, x, y, idx, augment, g: torch.Generator, bf16: bool = False) -> torch.Tensor:
+    """One optimizer step on the mini-batch ``idx`` (transformed by ``augment`` when given; the loss under
+    bfloat16 autocast with ``bf16``); returns its summed loss (a tensor: no sync per step)."""
+    xb = augment(x[idx], g) if augment else x[idx]
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         loss = loss_fn(model, xb, y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total += loss.detach().double() * len(idx)
-    return total.item() / max(n, 1)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach().double() * len(idx)
 
 
 def _validate(model, x_val, y_val, device) -> tuple[float, float]:

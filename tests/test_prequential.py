@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdl_utils import data, training
+from mdl_utils import data, models, training
 from mdl_utils.bits import per_sample_bits
 from mdl_utils.codes import prequential as P
 
@@ -190,3 +190,174 @@ def test_bob_recomputes_alices_probabilities_from_the_prefix(synth):
     t_s, t_next = 40, 80
     logits = P.block_logits(train.x, train.y[:t_s].clone(), t_next, train.K, s, device="cpu")
     assert np.array_equal(per_sample_bits(logits, train.y[t_s:t_next]), per_sample[t_s:t_next])
+
+
+# ------------------------------------------------------------ warm chains (issue 16)
+
+from .conftest import needs_data  # noqa: E402
+
+
+WARM = dict(warm_start=True, schedule="cosine", restore_best=False, patience=None)
+
+
+def warm(**kw):
+    """A warm recipe: each block continues the previous one, cosine learning rate, last weights kept."""
+    return settings(**{**WARM, **kw})
+
+
+def test_warm_and_cold_chains_differ_and_are_deterministic(synth):
+    _, cold = run(*synth, **{**WARM, "warm_start": False})
+    w1, a = run(*synth, **WARM)
+    _, b = run(*synth, **WARM)
+    assert np.array_equal(a, b) and not np.array_equal(a[STEPS[2]:], cold[STEPS[2]:])
+    _, carried = run(*synth, **WARM, carry_optimizer=True)
+    assert np.array_equal(carried[:STEPS[1]], a[:STEPS[1]]) and not np.array_equal(carried, a)
+    assert w1.params["warm_start"] is True and "warm start" in w1.note
+
+
+@pytest.mark.parametrize("carry", [False, True])
+def test_causality_holds_for_warm_chains(synth, carry):
+    """A changed label i changes nothing encoded before i, though every later model descends from it."""
+    train, _ = synth
+    recipe = warm(carry_optimizer=carry)
+
+    def bits(d):
+        return P.prequential_code(d, None, recipe, scale="smoke", device="cpu", progress=False).arrays["bits"]
+
+    base = bits(train)
+    for j, block_end in ((50, 80), (25, 40)):
+        changed = bits(_relabel(train, j))
+        assert np.array_equal(base[:j], changed[:j])
+        assert base[j] != changed[j]
+        assert not np.array_equal(base[block_end:], changed[block_end:])  # the chain was trained on it
+
+
+def test_bob_replays_a_warm_chain_from_the_labels_he_decoded(synth):
+    """Alice's encoder run and Bob's chain, fed block by block with the labels decoded so far only, give
+    bit-identical logits (and the per-sample bits of prequential_code)."""
+    train, _ = synth
+    recipe = warm(carry_optimizer=True, min_steps=8, eval_every=3)
+    per_sample = P.prequential_code(train, None, recipe, scale="smoke", device="cpu", progress=False).arrays["bits"]
+    alice = P.Chain(train.x, train.K, recipe, "cpu")
+    bob = P.Chain(train.x.clone(), train.K, recipe, "cpu")
+    decoded = torch.full((train.n,), -1, dtype=train.y.dtype)
+    decoded[:STEPS[0]] = train.y[:STEPS[0]]  # the uniform block
+    for t_s, t_next in zip(STEPS[:-1], STEPS[1:]):
+        z_alice = alice.next_block(train.y[:t_s], t_next)
+        z_bob = bob.next_block(decoded[:t_s].clone(), t_next)
+        assert torch.equal(z_alice, z_bob)
+        assert np.array_equal(per_sample_bits(z_bob, train.y[t_s:t_next]), per_sample[t_s:t_next])
+        decoded[t_s:t_next] = train.y[t_s:t_next]  # what Bob's range decoder returns under softmax(z_bob)
+    assert (decoded >= 0).all()
+
+
+def test_single_block_helpers_refuse_warm_recipes_and_chains_refuse_disorder(synth):
+    train, _ = synth
+    with pytest.raises(ValueError, match="prequential.Chain"):
+        P.block_logits(train.x, train.y[:40], 80, train.K, warm(), device="cpu")
+    with pytest.raises(ValueError, match="prequential.Chain"):
+        P.train_block_model(train.x, train.y[:40], train.K, warm(), device="cpu")
+    chain = P.Chain(train.x, train.K, warm(), "cpu")
+    with pytest.raises(ValueError, match="block 1 is next, not block 3"):
+        chain.next_block(train.y[:40], 80)
+    with pytest.raises(ValueError, match="timesteps"):
+        chain.next_block(train.y[:33], 80)
+    with pytest.raises(ValueError, match="carry_optimizer needs warm_start"):
+        settings(carry_optimizer=True)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        settings(schedule="linear")
+
+
+def _interrupt_after(monkeypatch, n_fits: int):
+    """Make the n_fits+1-th training call fail, as an interruption during that block."""
+    calls, real_fit = [], training.fit
+
+    def failing_fit(*a, **k):
+        if len(calls) == n_fits:
+            raise KeyboardInterrupt
+        calls.append(len(a[2]))
+        return real_fit(*a, **k)
+
+    monkeypatch.setattr(P, "fit", failing_fit)
+
+
+def test_a_resumed_warm_chain_gives_bit_identical_bits(synth, tmp_path, monkeypatch):
+    train, test = synth
+    recipe = warm(carry_optimizer=True)
+    kw = dict(scale="smoke", device="cpu", progress=False)
+    full = P.prequential_code(train, test, recipe, **kw).arrays["bits"]
+    ckpt = tmp_path / "ckpt.json"
+    _interrupt_after(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        P.prequential_code(train, test, recipe, checkpoint_path=ckpt, **kw)
+    assert [p.name for p in P.chain_state_files(ckpt)] == ["ckpt.chain-40.pt"]  # the state after block 3 only
+    monkeypatch.undo()
+    calls = _counting_fit(monkeypatch)
+    resumed = P.prequential_code(train, test, recipe, checkpoint_path=ckpt, **kw)
+    assert calls == STEPS[3:-1]  # blocks 4 and 5 only
+    assert np.array_equal(resumed.arrays["bits"], full)
+    # without the saved state the chain is replayed from its first block: same bits again
+    state = json.loads(ckpt.read_text())
+    state["units"] = state["units"][:3]
+    ckpt.write_text(json.dumps(state))
+    for p in P.chain_state_files(ckpt):
+        p.unlink()
+    calls.clear()
+    replayed = P.prequential_code(train, test, recipe, checkpoint_path=ckpt, **kw)
+    assert calls == STEPS[:-1] and np.array_equal(replayed.arrays["bits"], full)
+
+
+def test_named_recipes_are_runs_with_their_architecture_in_params(synth):
+    s = P.settings("cpu")
+    r = s.recipe("mnist", "mlp_warm", 60000)
+    assert r.model == "mlp" and r.warm_start and r.schedule == "cosine" and not r.restore_best
+    assert s.recipe("mnist", "mlp", 60000) == P.Recipe(model="mlp", timesteps=r.timesteps, epochs=20, patience=3)
+    named = [m for table in (s.models, s.ablations) for ms in table.values() for m in ms]
+    assert all(m in s.recipes or m in models.ARCHITECTURES for m in named) and "-" not in "".join(named)
+    assert all(s.recipe("mnist", m, 100).model in models.ARCHITECTURES for m in named)
+    bad = dataclasses.replace(s, recipes={"x": {"model": "mlp", "epoch": 3}})
+    with pytest.raises(ValueError, match=r"unknown Recipe fields \['epoch'\]"):
+        bad.recipe("mnist", "x", 100)
+    result = P.prequential_code(synth[0], None, warm(), scale="smoke", device="cpu", progress=False, name="lw")
+    assert result.model == "lw" and result.params["model"] == "logistic" and result.params["warm_start"]
+
+
+def test_step_budgets_reach_small_blocks(synth):
+    r, _ = run(*synth, min_steps=12, epochs=3, patience=None, record_epochs=False)
+    assert r.curves["steps_run"][0] == 12  # 9 training samples: 3 epochs of one step, raised to 12
+    assert r.curves["steps_run"][-1] == 3 * math.ceil(144 / 32)  # 160 labels, 144 to train on: 3 x 5 steps
+    r, _ = run(*synth, max_steps=3, epochs=50, patience=None, record_epochs=False)
+    assert set(r.curves["steps_run"]) == {3}
+
+
+@needs_data
+def test_the_committed_cpu_mlp_bits_are_reproduced(one_torch_thread):
+    """The paper's recipe at cpu scale after this module's changes: the first blocks of the committed MNIST mlp
+    run, bit for bit (stored as float32)."""
+    committed = np.load(P.result_path(P.CHAPTER, "mnist", "mlp", "cpu").with_suffix(".bits.npy"))
+    train = data.load("mnist", "train", seed=0)
+    recipe = P.settings("cpu").recipe("mnist", "mlp", train.n)
+    chain = P.Chain(train.x, train.K, recipe, "cpu")
+    for t_s, t_next in zip(recipe.timesteps[:6], recipe.timesteps[1:7]):
+        bits = per_sample_bits(chain.next_block(train.y[:t_s], t_next), train.y[t_s:t_next])
+        assert np.array_equal(bits.astype(np.float32), committed[t_s:t_next]), t_s
+
+
+def test_blocks_below_uniform_below_are_sent_uniformly_in_a_warm_chain(synth):
+    r, bits = run(*synth, **WARM, uniform_below=40)
+    assert np.allclose(bits[:40], math.log2(10), rtol=0, atol=1e-6)  # blocks after 10 and 20 labels: uniform
+    assert r.curves["steps_run"][:2] == [0, 0] and r.curves["steps_run"][2] > 0
+    assert all(len(e) == 1 for e in r.curves["epoch_bits"][:2])  # self-switch: only "epoch 0", the uniform code
+    _, fresh = run(*synth, **WARM)
+    assert not np.array_equal(bits[40:80], fresh[40:80])  # block 3 starts from the seed, not from block 2
+
+
+def test_per_epoch_logits_of_a_warm_chain_are_the_recorded_epoch_bits(synth):
+    """What the self-switch coder replays (next_block(per_epoch=True)) is what the chapter recorded."""
+    train, _ = synth
+    recipe = warm(eval_every=2)
+    r = P.prequential_code(train, None, recipe, scale="smoke", device="cpu", progress=False)
+    chain = P.Chain(train.x, train.K, recipe, "cpu")
+    for (t_s, t_next), recorded in zip(zip(STEPS[:-1], STEPS[1:]), r.curves["epoch_bits"]):
+        per_epoch = chain.next_block(train.y[:t_s], t_next, per_epoch=True)
+        assert [float(per_sample_bits(z, train.y[t_s:t_next]).sum()) for z in per_epoch] == recorded

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mdl_utils import results
+from mdl_utils.codes import prequential as P
 from mdl_utils.codes import switch as S
 
 
@@ -128,6 +129,14 @@ def test_switch_never_trains_a_missing_prequential_run(results_tmp):
 
 
 def test_chapter_runs_name_the_mixture_and_the_self_switch_codes():
+    names = P.settings("cpu").models["mnist"]
+    assert {"mlp", "mlp_warm"} <= set(names)  # the paper's recipe and ours, side by side
     runs = S.runs("mnist", "cpu")
-    assert runs == [("mnist", "switch-mlp-small_cnn-uniform"), ("mnist", "mlp"), ("mnist", "small_cnn")]
-    assert [S.code_of(m) for _, m in runs] == ["switch", "self_switch", "self_switch"]
+    assert runs[0] == ("mnist", "-".join(["switch", *names, "uniform"]))
+    assert [S.code_of(m) for _, m in runs] == ["switch"] + ["self_switch"] * (len(runs) - 1)
+
+
+def test_self_switch_only_for_runs_that_record_their_epochs(monkeypatch):
+    monkeypatch.setitem(P.SCALES, "smoke", {**P.SCALES["smoke"], "models": {"mnist": ("mlp", "quiet")},
+                                            "recipes": {"quiet": {"model": "mlp", "record_epochs": False}}})
+    assert S.runs("mnist", "smoke") == [("mnist", "switch-mlp-quiet-uniform"), ("mnist", "mlp")]

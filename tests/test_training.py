@@ -61,3 +61,83 @@ def test_fit_early_stopping_restores_the_best_epoch():
     assert fr.history["val_loss"][fr.best_epoch - 1] == best
     val = torch.nn.functional.cross_entropy(training.predict_logits(net, d.x[300:], "cpu"), d.y[300:]).item()
     assert val == best  # the weights of the best epoch were restored
+
+
+# ------------------------------------------------ step budgets, schedules, continuing (issue 16)
+
+
+def test_step_budget():
+    assert training.step_budget(300, 32, 3) == 3 * 10
+    assert training.step_budget(300, 32, 3, min_steps=50) == 50  # small training sets get enough steps
+    assert training.step_budget(300, 32, 3, max_steps=7) == 7
+    assert training.step_budget(300, 32, None, max_steps=7) == 7
+    assert training.step_budget(0, 32, 3, min_steps=50) == 0  # nothing to train on
+    with pytest.raises(ValueError, match="epochs or max_steps"):
+        training.step_budget(300, 32, None)
+
+
+def test_cosine_learning_rate():
+    f = [training.lr_factor("cosine", s, 4) for s in (1, 2, 3, 4)]
+    assert f[0] == 1.0 and f[2] == pytest.approx(0.5) and f == sorted(f, reverse=True) and f[-1] > 0
+    assert training.lr_factor("constant", 3, 4) == 1.0
+    with pytest.raises(ValueError, match="unknown learning-rate schedule"):
+        training.lr_factor("linear", 1, 4)
+
+
+def _fit(**kw):
+    d = data.load("synthetic", "train", n=400, seed=0)
+    net = models.build("mlp", (data.SYNTHETIC_DIM,), d.K, seed=0)
+    calls = []
+    fr = training.fit(net, d.x, d.y, batch_size=32, lr=3e-2, val_fraction=0.25, device="cpu",
+                      on_epoch_end=lambda e, m: calls.append(e), **kw)
+    return net, fr, calls, d
+
+
+def test_evaluations_every_k_steps_and_min_steps_before_stopping():
+    _, fr, calls, _ = _fit(epochs=3, patience=None, eval_every=4)  # 300 training samples: 10 steps an epoch
+    assert fr.steps_run == 30 and fr.epochs_run == 8 and calls == list(range(9))  # at 4, 8, ..., 28 and 30
+    assert len(fr.history["val_loss"]) == 8 and fr.samples_trained == 3 * 300
+    _, fr, _, _ = _fit(epochs=30, patience=1)
+    assert fr.steps_run < 100  # stops early
+    _, late, _, _ = _fit(epochs=30, patience=1, min_steps=100)
+    assert late.steps_run >= 100 and late.epochs_run - late.best_epoch >= 1
+
+
+def test_last_weights_kept_without_restore_best():
+    net, fr, _, d = _fit(epochs=6, patience=None, restore_best=False, schedule="cosine")
+    val = torch.nn.functional.cross_entropy(training.predict_logits(net, d.x[300:], "cpu"), d.y[300:]).item()
+    assert val == fr.history["val_loss"][-1] and fr.best_epoch == fr.epochs_run == 6
+    assert fr.optimizer.param_groups[0]["lr"] == pytest.approx(3e-2 * training.lr_factor("cosine", 60, 60))
+
+
+def test_continuing_an_optimizer_keeps_its_state_and_restarts_its_learning_rate():
+    net, fr, _, d = _fit(epochs=2, patience=None, schedule="cosine")
+    opt = fr.optimizer
+    first = next(iter(opt.state.values()))["step"].item()
+    again = training.fit(net, d.x, d.y, epochs=1, batch_size=32, val_fraction=0.25, patience=None, device="cpu",
+                         optimizer=opt)
+    assert again.optimizer is opt and next(iter(opt.state.values()))["step"].item() == first + 10
+    assert opt.param_groups[0]["lr"] == 3e-2  # constant schedule: back at the first learning rate
+
+
+def test_augmentations():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5)
+    assert torch.equal(training.augment_batch(x, g, pad=0, flip=False), x)
+    flipped = training.augment_batch(x, torch.Generator().manual_seed(1), pad=0, flip=True)
+    assert all(torch.equal(f, o) or torch.equal(f, o.flip(-1)) for f, o in zip(flipped, x))
+    moved = training.augment_batch(x, torch.Generator().manual_seed(2), pad=1, flip=False, fill=-7.0)
+    assert set(moved.unique().tolist()) <= set(x.unique().tolist()) | {-7.0}
+    shift = training.augmenter(training.Augmentation(shift=1, flip=False, fill="min"), x - 3)
+    assert shift(x - 3, torch.Generator().manual_seed(2)).min() == -3  # padded with the inputs' minimum
+    assert training.augmenter(False, x) is None
+    with pytest.raises(ValueError, match="unknown augmentation fill"):
+        training.augmenter(training.Augmentation(fill="mean"), x)
+
+
+def test_bf16_autocast_training_is_deterministic_and_differs_from_float32():
+    a, _, _, d = _fit(epochs=1, patience=None, bf16=True)
+    b, _, _, _ = _fit(epochs=1, patience=None, bf16=True)
+    c, _, _, _ = _fit(epochs=1, patience=None)
+    za, zb, zc = (training.predict_logits(m, d.x[:50], "cpu") for m in (a, b, c))
+    assert za.dtype == torch.float32 and torch.equal(za, zb) and not torch.equal(za, zc)

@@ -2,26 +2,35 @@
 
 Alice and Bob agree on a model, a training routine, a seed and timesteps
 t_1 < ... < t_S = n (the :class:`Recipe`). The first t_1 labels go with the
-uniform code (t_1 log2 K bits). For s = 1..S-1 both train theta_hat(t_s) from
-the seed on samples 1..t_s only, and Alice encodes labels t_s+1..t_{s+1} with it:
+uniform code (t_1 log2 K bits). For s = 1..S-1 both train theta_hat(t_s) on
+samples 1..t_s only, and Alice encodes labels t_s+1..t_{s+1} with it:
 
     L_preq = t_1 log2 K + sum_s sum_{t_s < i <= t_{s+1}} -log2 p_{theta_hat(t_s)}(y_i | x_i).
+
+Algorithm 2 as the paper states it trains each theta_hat(t_s) from the seed
+(a *cold* recipe, the default). A *warm* recipe (``Recipe.warm_start``)
+continues from block s-1's final weights, trained again on all t_s transmitted
+labels (replay), as in Bornschein, Li & Hutter (2022): Bob replays the same
+chain of models, so the code stays decodable.
 
 Causality: early stopping and the optional softmax temperature (forward
 calibration, Bornschein, Li & Hutter 2022) use a held-out part of the first t_s
 labels only, which Bob has already decoded. The authors' released code stopped
 on the encoded block instead; that code is not decodable as stated.
 
-:func:`block_logits` is exactly what a decoder recomputes for a block; the
-coder (:mod:`mdl_utils.codes.bytes`) calls it on both sides.
+:class:`Chain` is exactly what a decoder recomputes block after block; the
+coder (:mod:`mdl_utils.codes.bytes`) runs it on both sides.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import os
 import time
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -31,10 +40,12 @@ from .. import chapters, checkpoint, data, scales
 from ..bits import accuracy, per_sample_bits, uniform_bits
 from ..models import build, num_parameters
 from ..results import CodeResult, Stopwatch, provenance, result_path
-from ..training import fit, predict_logits, resolve_device, torch_threads, validation_size
+from ..training import (SCHEDULES, Augmentation, FitResult, fit, predict_logits, resolve_device, torch_threads,
+                        validation_size)
 
 CHAPTER = "prequential"
 CODE_VERSION = 1  # bump when a change of this module changes the numbers (invalidates checkpoints)
+WARM_SEED_STRIDE = 100_003  # warm chains train block s with seed * WARM_SEED_STRIDE + s
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,33 +53,110 @@ class Recipe:
     """Everything Alice and Bob agree on for one prequential code besides the data.
 
     Training of each block's model: training.fit with Adam at ``lr``, mini-batches of ``batch_size``, at most
-    ``epochs``, early stopping with ``patience`` on the last ``val_fraction`` of the transmitted labels,
-    ``augment`` (random translations and flips, VGGb). ``calibrate``: a softmax temperature in
-    ``temperature_range`` fitted on the same held-out labels (when there are at least ``min_calibration``).
-    ``record_epochs``: also record each block's bits after every epoch (self-switch; does not change the code).
+    ``epochs`` (and ``max_steps`` optimizer steps when set), at least ``min_steps`` steps, the learning rate of
+    ``schedule`` ("constant" or "cosine", over the block's planned steps), an evaluation on the last
+    ``val_fraction`` of the transmitted labels every ``eval_every`` steps (None: every epoch), early stopping
+    after ``patience`` evaluations without improvement (None: never), and with ``restore_best`` the best
+    evaluated weights restored (``eval_at_start``: the block's starting weights compete too). ``augment``:
+    random translations by up to ``augment_shift`` pixels (padding ``augment_fill``: "zero" or "min") and, with
+    ``augment_flip``, horizontal flips (VGGb). ``warm_start``: block s starts from block s-1's final weights
+    (and, with ``carry_optimizer``, Adam's state) instead of the seed's initialization, and trains again on all
+    transmitted labels. ``channels_last``: images and convolutions in NHWC memory layout; ``bf16``: training
+    steps under bfloat16 autocast (both faster on CPUs; other kernels, so other bits). ``uniform_below``: the
+    blocks after fewer than that many labels are sent with the uniform code too (no model trained: the
+    timesteps stay those of the other runs, for the switch code). ``calibrate``: a softmax temperature in
+    ``temperature_range`` fitted on the held-out labels (when there are at least ``min_calibration``).
+    ``record_epochs``: also record each block's bits after every evaluation (self-switch; does not change the
+    code). The defaults are Algorithm 2 as the paper runs it: cold, per-epoch early stopping, best epoch
+    restored, constant learning rate, float32.
     """
 
     model: str
     timesteps: tuple[int, ...]
-    epochs: int = 50
+    epochs: int | None = 50
     batch_size: int = 128
     lr: float = 1e-3
     val_fraction: float = 0.1
-    patience: int = 5
+    patience: int | None = 5
     augment: bool = False
     calibrate: bool = True
     temperature_range: tuple[float, float] = (0.05, 20.0)
     min_calibration: int = 10
     seed: int = 0
     record_epochs: bool = True
+    warm_start: bool = False
+    carry_optimizer: bool = False
+    min_steps: int = 0
+    max_steps: int | None = None
+    eval_every: int | None = None
+    schedule: str = "constant"
+    restore_best: bool = True
+    eval_at_start: bool = False
+    augment_shift: int = 4
+    augment_flip: bool = True
+    augment_fill: str = "zero"
+    channels_last: bool = False
+    bf16: bool = False
+    uniform_below: int = 0
+
+    def __post_init__(self):
+        for name in ("timesteps", "temperature_range"):  # JSON gives lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.carry_optimizer and not self.warm_start:
+            raise ValueError("carry_optimizer needs warm_start=True (a cold block has no optimizer to continue)")
+
+    def fit_options(self) -> dict[str, Any]:
+        """training.fit's keyword arguments for every block (all but the seed, the optimizer and hooks)."""
+        augment = self.augment and Augmentation(self.augment_shift, self.augment_flip, self.augment_fill)
+        return dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, val_fraction=self.val_fraction,
+                    patience=self.patience, augment=augment, min_steps=self.min_steps, max_steps=self.max_steps,
+                    eval_every=self.eval_every, schedule=self.schedule, restore_best=self.restore_best,
+                    eval_at_start=self.eval_at_start, bf16=self.bf16)
+
+
+# Our recipes (not the paper's): named runs of the cpu scale. "model" is the architecture; every other key
+# overrides a Recipe field. Measured in the chapter (ablation table) and in benchmarks/bench_prequential_recipes.py.
+# Run names must not contain "-" (the switch code joins them with it).
+_COSINE = dict(patience=None, schedule="cosine", restore_best=False)  # a fixed budget, the last weights kept
+RECIPES: dict[str, dict[str, Any]] = {
+    # MNIST MLP: warm start + replay, 20 epochs per block under a cosine learning rate, the last weights kept
+    "mlp_warm": dict(model="mlp", warm_start=True, epochs=20, **_COSINE),
+    # MNIST CNN: warm, 10 epochs per block (at least 100 steps) under a cosine learning rate, translations by up
+    # to 2 pixels, NHWC + bfloat16 training steps, the first 32 labels uniform, calibration from 50 labels on
+    "cnn4_warm": dict(model="cnn4", warm_start=True, epochs=10, min_steps=100, **_COSINE, augment=True,
+                      augment_shift=2, augment_flip=False, augment_fill="min", channels_last=True, bf16=True,
+                      uniform_below=32, min_calibration=50, record_epochs=False),
+    # CIFAR-10: the same scheme on a 6-conv VGG-like network with batch norm, VGGb's augmentation (translations
+    # by up to 4 pixels, flips), the first 40 labels uniform
+    "vgg6_warm": dict(model="vgg6", warm_start=True, epochs=10, min_steps=100, **_COSINE, augment=True,
+                      augment_shift=4, augment_flip=True, augment_fill="zero", channels_last=True, bf16=True,
+                      uniform_below=40, min_calibration=50, record_epochs=False),
+}
+# Ablations (the chapter's table): one ingredient changed at a time.
+RECIPES.update({
+    "mlp_cold_cosine": {**RECIPES["mlp_warm"], "warm_start": False},
+    "mlp_warm_min200": {**RECIPES["mlp_warm"], "min_steps": 200},
+    "mlp_cold_cosine_min200": {**RECIPES["mlp_warm"], "warm_start": False, "min_steps": 200},
+    "mlp_warm_early_stopping": dict(model="mlp", warm_start=True, epochs=20),  # the paper's stopping rule
+    "mlp_warm_max500": {**RECIPES["mlp_warm"], "max_steps": 500},  # at most 500 steps per block: half the time
+    "cnn4_warm_epochs5": {**RECIPES["cnn4_warm"], "epochs": 5},
+    "cnn4_cold": {**RECIPES["cnn4_warm"], "warm_start": False},
+    "cnn4_warm_min0": {**RECIPES["cnn4_warm"], "min_steps": 0},
+    "cnn4_cold_min0": {**RECIPES["cnn4_warm"], "warm_start": False, "min_steps": 0},
+})
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """The chapter's settings at a scale: samples loaded (n_train, n_test; None = the whole split), ``models`` per
-    dataset, and what every :class:`Recipe` gets: max ``epochs`` (``epochs_by_model`` overrides it per model),
-    ``patience``, ``batch_size``, ``lr``, ``val_fraction``, ``calibrate``, augmentation for ``augment_models``,
-    and the first timestep t_1 (``first_step`` per dataset, else ``first_step_default``; then t_1 2^k, then n).
+    """The chapter's settings at a scale: samples loaded (n_train, n_test; None = the whole split), the runs of
+    each dataset (``models``: run names), and what every :class:`Recipe` gets: max ``epochs``
+    (``epochs_by_model`` overrides it per architecture), ``patience``, ``batch_size``, ``lr``, ``val_fraction``,
+    ``calibrate``, augmentation for ``augment_models``, and the first timestep t_1 (``first_step`` per dataset,
+    else ``first_step_default``; then t_1 2^k, then n). A run name is an architecture (Algorithm 2 with these
+    settings) or a key of ``recipes``, whose dict ("model": the architecture, other keys: Recipe fields)
+    overrides them. ``ablations``: runs per dataset that the chapter's ablation table reads (not in ``models``).
     ``num_threads``: torch CPU threads during a run (None: unchanged); the bits depend on it."""
 
     n_train: int | None = None
@@ -88,39 +176,61 @@ class Settings:
     models: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: {
         "mnist": ("mlp", "vgg_mnist"), "cifar10": ("mlp", "shallow", "tinycnn", "vgg_cifar", "vgg_cifar_bn"),
         "synthetic": ("logistic", "mlp")})
+    recipes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=lambda: copy.deepcopy(RECIPES))
+    ablations: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def recipe(self, dataset: str, model: str, n: int, seed: int = 0) -> Recipe:
-        """The agreed recipe of ``model`` on the first ``n`` samples of ``dataset``."""
+        """The agreed recipe of run ``model`` (an architecture, or a key of ``recipes``) on the first ``n``
+        samples of ``dataset``."""
+        overrides = dict(self.recipes.get(model, {}))
+        arch = overrides.pop("model", model)
         t1 = self.first_step.get(dataset, self.first_step_default)
-        return Recipe(model=model, timesteps=tuple(default_timesteps(n, t1)),
-                      epochs=self.epochs_by_model.get(model, self.epochs), batch_size=self.batch_size, lr=self.lr,
-                      val_fraction=self.val_fraction, patience=self.patience, augment=model in self.augment_models,
+        base = Recipe(model=arch, timesteps=tuple(default_timesteps(n, t1)),
+                      epochs=self.epochs_by_model.get(arch, self.epochs), batch_size=self.batch_size, lr=self.lr,
+                      val_fraction=self.val_fraction, patience=self.patience, augment=arch in self.augment_models,
                       calibrate=self.calibrate, seed=seed, record_epochs=self.record_epochs)
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Recipe)})
+        if unknown:
+            raise ValueError(f"recipe {model!r} sets unknown Recipe fields {unknown}; fix Settings.recipes")
+        return dataclasses.replace(base, **overrides)
 
 
 SCALES = {
     "smoke": dict(n_train=600, n_test=200, epochs=3, patience=2, num_threads=1,
                   models={"mnist": ("mlp",), "cifar10": ("mlp",), "synthetic": ("mlp",)}),
     # epochs_by_model: a smaller cap for the models that are slow on a CPU (stated in each result's params).
+    # The runs named in RECIPES are ours; "mlp", "small_cnn", "shallow", "tinycnn": Algorithm 2 (cold).
     "cpu": dict(epochs=20, patience=3, epochs_by_model={"shallow": 5, "tinycnn": 5}, num_threads=1,
-                models={"mnist": ("mlp", "small_cnn"), "cifar10": ("mlp", "shallow", "tinycnn"),
-                        "synthetic": ("logistic", "mlp")}),
+                models={"mnist": ("mlp", "small_cnn", "mlp_warm", "cnn4_warm"),
+                        "cifar10": ("mlp", "shallow", "tinycnn", "vgg6_warm"), "synthetic": ("logistic", "mlp")},
+                ablations={"mnist": ("mlp_cold_cosine", "mlp_warm_min200", "mlp_cold_cosine_min200",
+                                     "mlp_warm_early_stopping", "mlp_warm_max500", "cnn4_cold", "cnn4_warm_min0",
+                                     "cnn4_cold_min0", "cnn4_warm_epochs5")}),
 }
 
 
 def settings(scale: str) -> Settings:
+    """The chapter's settings at ``scale`` (the paper's defaults with the scale's overrides)."""
     return scales.resolve(Settings, SCALES, scale)
 
 
 def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """The (dataset, run) pairs of the chapter: ``models``, else the scale's models table (cold and warm runs)."""
     return [(dataset, m) for m in (models or chapters.models_for(dataset, settings(scale).models))]
+
+
+def ablation_runs(dataset: str, scale: str) -> list[tuple[str, str]]:
+    """The runs of the chapter's ablation table on ``dataset`` at ``scale`` (stored like any other run)."""
+    return [(dataset, m) for m in settings(scale).ablations.get(dataset, ())]
 
 
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
             data_root: str | None = None, progress: bool = True) -> CodeResult:
-    """The prequential code of ``model`` on ``dataset`` at ``scale``; per-sample bits in ``result.arrays["bits"]``.
+    """The prequential code of run ``model`` on ``dataset`` at ``scale``; per-sample bits in
+    ``result.arrays["bits"]``.
 
-    Resumable: an interrupted run restarts after its last finished block (same settings and data only).
+    Resumable: an interrupted run restarts after its last finished block (same settings and data only; a warm
+    chain from the model state saved beside the checkpoint).
     """
     s = settings(scale)
     train = data.load(dataset, "train", root=data_root, n=s.n_train, seed=seed)
@@ -129,8 +239,10 @@ def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str 
     ckpt = ckpt.parent / ".partial" / ckpt.name
     with torch_threads(s.num_threads):
         result = prequential_code(train, test, s.recipe(dataset, model, train.n, seed), scale=scale, device=device,
-                                  progress=progress, checkpoint_path=ckpt)
+                                  progress=progress, checkpoint_path=ckpt, name=model)
     ckpt.unlink(missing_ok=True)
+    for state in chain_state_files(ckpt):
+        state.unlink(missing_ok=True)
     return result
 
 
@@ -194,20 +306,10 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, temperature_rang
     return math.exp((a + b) / 2)
 
 
-def train_block_model(x: torch.Tensor, y_prefix: torch.Tensor, num_classes: int, recipe: Recipe,
-                      device: str | torch.device = "auto", on_epoch_end=None):
-    """theta_hat(t_s) of Algorithm 2: the model trained from the seed on the first t_s = len(y_prefix) samples.
-
-    It sees the labels ``y_prefix`` only, which Bob has decoded when he needs
-    this model: he calls the same function and gets the same weights.
-    Returns (model, FitResult).
-    """
-    t_s = len(y_prefix)
-    net = build(recipe.model, tuple(x.shape[1:]), num_classes, seed=recipe.seed)
-    fitted = fit(net, x[:t_s], y_prefix, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-                 val_fraction=recipe.val_fraction, patience=recipe.patience, augment=recipe.augment,
-                 seed=recipe.seed, device=device, on_epoch_end=on_epoch_end)
-    return net, fitted
+def block_seed(recipe: Recipe, s: int) -> int:
+    """The training seed of block s (s = 1 trains on t_1 labels): the recipe's seed for cold recipes (every block
+    from the same start), seed * WARM_SEED_STRIDE + s for warm chains (fresh mini-batch orders and dropout)."""
+    return recipe.seed * WARM_SEED_STRIDE + s if recipe.warm_start else recipe.seed
 
 
 def calibration_temperature(model, x_prefix: torch.Tensor, y_prefix: torch.Tensor, recipe: Recipe,
@@ -221,68 +323,261 @@ def calibration_temperature(model, x_prefix: torch.Tensor, y_prefix: torch.Tenso
                            recipe.temperature_range, recipe.min_calibration)
 
 
+def encoding(model, x: torch.Tensor, y_prefix: torch.Tensor, t_next: int, recipe: Recipe,
+             device: str | torch.device = "auto") -> tuple[torch.Tensor, float]:
+    """(raw logits of samples t_s..t_next-1, temperature) of ``model`` for the block after t_s = len(y_prefix)
+    labels; the block is encoded with softmax(logits / temperature)."""
+    temperature = calibration_temperature(model, x, y_prefix, recipe, device)
+    return predict_logits(model, x[len(y_prefix):t_next], device), temperature
+
+
+class UniformModel(torch.nn.Module):
+    """Zero logits, p = 1/K for every input: the model of a block a recipe sends uniformly (``uniform_below``)."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = int(num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros((len(x), self.num_classes))
+
+
+class Chain:
+    """The block models of one prequential :class:`Recipe` on inputs ``x``: what Alice and Bob both run.
+
+    ``next_block(y_prefix, t_next)`` trains block s's model on the labels ``y_prefix`` = y_1..y_{t_s} only and
+    returns the calibrated logits of samples t_s..t_next-1 (softmax of them encodes labels t_s+1..t_next).
+    A cold recipe trains every block from the seed (any t_s). A warm recipe continues from the previous
+    block's model (and optimizer state with ``carry_optimizer``), so its blocks come in the order of the
+    recipe's timesteps; :meth:`state` / :meth:`load_state` save and restore the chain between blocks.
+    Bob, with the labels decoded so far, gets Alice's logits bit for bit (same torch build, device, threads).
+    """
+
+    def __init__(self, x: torch.Tensor, num_classes: int, recipe: Recipe, device: str | torch.device = "auto"):
+        recipe = dataclasses.replace(recipe, timesteps=tuple(check_timesteps(recipe.timesteps, len(x))))
+        self.K, self.recipe, self.device = int(num_classes), recipe, resolve_device(device)
+        self.x = self.inputs(x)
+        self.model: torch.nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.trained = 0  # blocks trained so far
+        self.temperature = 1.0
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the chain's memory layout (NHWC images with ``channels_last``)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.recipe.channels_last and x.dim() == 4 else x
+
+    def new_model(self) -> torch.nn.Module:
+        """Block 1's starting point (every block's, cold): the architecture initialized from the seed."""
+        net = build(self.recipe.model, tuple(self.x.shape[1:]), self.K, seed=self.recipe.seed)
+        return net.to(memory_format=torch.channels_last) if self.recipe.channels_last else net
+
+    def block_index(self, t_s: int) -> int:
+        """s of the block trained on the first t_s labels (t_s = t_s of the recipe's timesteps)."""
+        steps = list(self.recipe.timesteps)
+        if t_s not in steps[:-1]:
+            raise ValueError(f"a warm chain trains on the recipe's timesteps {steps[:-1]}, not on {t_s} labels")
+        return steps.index(t_s) + 1
+
+    def train(self, y_prefix: torch.Tensor, on_epoch_end: Callable | None = None) -> FitResult:
+        """Train the model of the block after t_s = len(y_prefix) labels on all of them (then the temperature
+        on the held-out ones); ``on_epoch_end(e, model)`` as in training.fit. Returns fit's FitResult."""
+        r, y_prefix = self.recipe, torch.as_tensor(y_prefix)
+        s = self.block_index(len(y_prefix)) if r.warm_start else self.trained + 1
+        if r.warm_start and s != self.trained + 1:
+            raise ValueError(f"a warm chain trains its blocks in order: block {self.trained + 1} is next, not block "
+                             f"{s} (t_s = {len(y_prefix)}); replay the blocks before it or load_state() a saved one")
+        if len(y_prefix) < r.uniform_below:
+            return self._uniform_block(s, on_epoch_end)
+        if self.model is None or not r.warm_start or isinstance(self.model, UniformModel):
+            self.model, self.optimizer = self.new_model(), None
+        fitted = fit(self.model, self.x[:len(y_prefix)], y_prefix, seed=block_seed(r, s), device=self.device,
+                     on_epoch_end=on_epoch_end, optimizer=self.optimizer, **r.fit_options())
+        self.optimizer = fitted.optimizer if r.carry_optimizer else None
+        self.trained = s
+        self.temperature = calibration_temperature(self.model, self.x, y_prefix, r, self.device)
+        return fitted
+
+    def _uniform_block(self, s: int, on_epoch_end: Callable | None) -> FitResult:
+        """Block s sent uniformly (t_s < ``uniform_below``): no training; a warm chain starts at the next block."""
+        self.model, self.optimizer, self.trained, self.temperature = UniformModel(self.K), None, s, 1.0
+        if on_epoch_end:
+            on_epoch_end(0, self.model)
+        return FitResult(best_epoch=0, epochs_run=0, history={"train_loss": [], "val_loss": [], "val_accuracy": []},
+                         seconds=0.0, n_train=0, n_val=0)
+
+    def logits(self, start: int, end: int, calibrated: bool = True) -> torch.Tensor:
+        """The current model's logits of samples start..end-1 (divided by the block's temperature)."""
+        z = predict_logits(self.model, self.x[start:end], self.device)
+        return z / self.temperature if calibrated else z
+
+    def next_block(self, y_prefix: torch.Tensor, t_next: int, per_epoch: bool = False):
+        """Calibrated logits of samples t_s..t_next-1 from the labels ``y_prefix`` (t_s = len(y_prefix));
+        ``per_epoch``: the list of them after each evaluation e = 0..E_s of the training (self-switch, App. E.2),
+        each with its own temperature."""
+        y_prefix = torch.as_tensor(y_prefix)
+        if not per_epoch:
+            self.train(y_prefix)
+            return self.logits(len(y_prefix), t_next)
+        out: list[torch.Tensor] = []
+
+        def record(epoch: int, model) -> None:
+            z, temperature = encoding(model, self.x, y_prefix, t_next, self.recipe, self.device)
+            out.append(z / temperature)
+
+        self.train(y_prefix, on_epoch_end=record)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        """What the next block needs from this chain (model and optimizer states), for :meth:`load_state`."""
+        return {"trained": self.trained, "temperature": self.temperature,
+                "model": None if self.model is None or isinstance(self.model, UniformModel)
+                else self.model.state_dict(),
+                "optimizer": None if self.optimizer is None else self.optimizer.state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue the chain from a :meth:`state` (a warm chain resumed from a checkpoint)."""
+        r = self.recipe
+        self.trained, self.temperature, self.model, self.optimizer = state["trained"], state["temperature"], None, None
+        if state["model"] is not None:
+            self.model = self.new_model().to(self.device)
+            self.model.load_state_dict(state["model"])
+        if state["optimizer"] is not None:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=r.lr)
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def train_block_model(x: torch.Tensor, y_prefix: torch.Tensor, num_classes: int, recipe: Recipe,
+                      device: str | torch.device = "auto", on_epoch_end=None):
+    """theta_hat(t_s) of Algorithm 2 for a cold recipe: the model trained from the seed on the first
+    t_s = len(y_prefix) samples (Bob, with those labels, gets the same weights). Returns (model, FitResult)."""
+    _refuse_warm(recipe, "train_block_model")
+    chain = Chain(x, num_classes, recipe, device)
+    fitted = chain.train(y_prefix, on_epoch_end)
+    return chain.model, fitted
+
+
 def block_logits(x: torch.Tensor, y_prefix: torch.Tensor, t_next: int, num_classes: int, recipe: Recipe,
                  device: str | torch.device = "auto") -> torch.Tensor:
-    """The (calibrated) logits with which labels t_s..t_next-1 are encoded, from the first t_s labels only."""
-    net, _ = train_block_model(x, y_prefix, num_classes, recipe, device)
-    temperature = calibration_temperature(net, x, y_prefix, recipe, device)
-    return predict_logits(net, x[len(y_prefix):t_next], device) / temperature
+    """The (calibrated) logits with which labels t_s..t_next-1 are encoded, from the first t_s labels only (a
+    cold recipe; a warm one needs its chain of earlier blocks: :class:`Chain`)."""
+    _refuse_warm(recipe, "block_logits")
+    return Chain(x, num_classes, recipe, device).next_block(y_prefix, t_next)
+
+
+def _refuse_warm(recipe: Recipe, name: str) -> None:
+    if recipe.warm_start:
+        raise ValueError(f"{name} trains one block from the seed, but recipe {recipe.model!r} is warm-started (each "
+                         f"block continues the previous one); use prequential.Chain(x, K, recipe, device)"
+                         f".next_block(y_prefix, t_next) block after block")
 
 
 def encode_block(train: data.Dataset, test: data.Dataset | None, t_s: int, t_next: int, recipe: Recipe,
-                 device) -> dict:
-    """Train block s's model on labels 1..t_s and encode labels t_s+1..t_next with it: raw and calibrated bits
-    per sample, temperature, epochs, accuracies, seconds, and (``record_epochs``) the block's bits after each
-    epoch of training (self-switch, App. E.2)."""
-    t0 = time.perf_counter()
-    x_block, y_block = train.x[t_s:t_next], train.y[t_s:t_next]
-
-    def encode(model):
-        temperature = calibration_temperature(model, train.x[:t_s], train.y[:t_s], recipe, device)
-        logits = predict_logits(model, x_block, device)
-        return logits, per_sample_bits(logits, y_block), per_sample_bits(logits / temperature, y_block), temperature
-
+                 device, chain: Chain | None = None) -> dict:
+    """Train block s's model on labels 1..t_s (``chain``: continue that chain; default: a new one, which a warm
+    recipe allows for its first block only) and encode labels t_s+1..t_next with it: raw and calibrated bits
+    per sample, temperature, evaluations and steps, accuracies, seconds, and (``record_epochs``) the block's
+    bits after each evaluation of training (self-switch, App. E.2)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    chain = chain or Chain(train.x, train.K, recipe, device)
+    y_prefix, y_block = train.y[:t_s], train.y[t_s:t_next]
     epoch_bits: dict[str, list[float]] = {"uncalibrated": [], "calibrated": []}
 
     def record_epoch(epoch: int, model) -> None:
-        _, raw_e, cal_e, _ = encode(model)
-        epoch_bits["uncalibrated"].append(float(raw_e.sum()))
-        epoch_bits["calibrated"].append(float(cal_e.sum()))
+        z, temperature = encoding(model, chain.x, y_prefix, t_next, recipe, device)
+        epoch_bits["uncalibrated"].append(float(per_sample_bits(z, y_block).sum()))
+        epoch_bits["calibrated"].append(float(per_sample_bits(z / temperature, y_block).sum()))
 
-    net, fitted = train_block_model(train.x, train.y[:t_s], train.K, recipe, device,
-                                    on_epoch_end=record_epoch if recipe.record_epochs else None)
-    logits, raw, cal, temperature = encode(net)
+    fitted = chain.train(y_prefix, on_epoch_end=record_epoch if recipe.record_epochs else None)
+    logits = chain.logits(t_s, t_next, calibrated=False)
+    raw, cal = per_sample_bits(logits, y_block), per_sample_bits(logits / chain.temperature, y_block)
     return {
         "t_start": t_s, "t_end": t_next, "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run,
-        "temperature": temperature, "bits_uncalibrated": float(raw.sum()), "bits_calibrated": float(cal.sum()),
+        "steps_run": fitted.steps_run, "best_step": fitted.best_step,
+        "temperature": chain.temperature, "bits_uncalibrated": float(raw.sum()), "bits_calibrated": float(cal.sum()),
         "epoch_bits_uncalibrated": epoch_bits["uncalibrated"], "epoch_bits_calibrated": epoch_bits["calibrated"],
         "block_accuracy": accuracy(logits, y_block),
-        "test_accuracy": accuracy(predict_logits(net, test.x, device), test.y) if test is not None else None,
+        "test_accuracy": (accuracy(predict_logits(chain.model, chain.inputs(test.x), device), test.y)
+                          if test is not None else None),
         "train_seconds": fitted.seconds, "seconds": time.perf_counter() - t0,
-        "samples_trained": fitted.n_train * fitted.epochs_run,
+        "cpu_seconds": time.process_time() - c0,
+        "samples_trained": fitted.samples_trained,
         "per_sample_uncalibrated": raw.tolist(), "per_sample_calibrated": cal.tolist(),
     }
 
 
 def prequential_code(train: data.Dataset, test: data.Dataset | None, recipe: Recipe, *, scale: str,
-                     device: str = "auto", progress: bool = True, checkpoint_path=None) -> CodeResult:
-    """Run Algorithm 2 on ``train`` (in its transmission order); the result holds the per-sample bits.
+                     device: str = "auto", progress: bool = True, checkpoint_path=None,
+                     name: str | None = None) -> CodeResult:
+    """Run Algorithm 2 (cold or warm recipe) on ``train`` (in its transmission order) as run ``name`` (default:
+    the architecture); the result holds the per-sample bits.
 
     ``result.arrays["bits"][i]`` is the codelength of label i: log2 K for i < t_1, then
     -log2 p_{theta_hat(t_s)}(y_i | x_i) of its block's model (calibrated when ``recipe.calibrate``).
-    Curves hold one entry per encoded block. A checkpoint file (JSON) is updated after every block; a rerun
-    with the same recipe and data resumes after the last finished block.
+    Curves hold one entry per encoded block. A checkpoint file (JSON) is updated after every block, and for a
+    warm chain the model state after it (:func:`chain_state_files`); a rerun with the same recipe and data
+    resumes after the last finished block, bit for bit.
     """
     device = resolve_device(device)
     recipe = dataclasses.replace(recipe, timesteps=tuple(check_timesteps(recipe.timesteps, train.n)))
     blocks = list(zip(recipe.timesteps[:-1], recipe.timesteps[1:]))
+    label = f"{train.name}/{name or recipe.model}"
     ckpt = checkpoint.Checkpoint(checkpoint_path, checkpoint.fingerprint(scales.as_params(recipe), train,
-                                                                           CODE_VERSION), total=len(blocks))
+                                                                           CODE_VERSION), total=len(blocks),
+                                 label=label)
+    chain = Chain(train.x, train.K, recipe, device)
+    todo = _resume(chain, blocks, ckpt) if recipe.warm_start else [b for b in blocks if b[0] not in ckpt]
     with Stopwatch() as sw:
-        for t_s, t_next in tqdm(blocks, desc=f"prequential {train.name}/{recipe.model}", disable=not progress):
-            if t_s not in ckpt:
-                ckpt.add(encode_block(train, test, t_s, t_next, recipe, device))
-    return _assemble(train, test, recipe, [ckpt[t] for t, _ in blocks], scale, device, sw)
+        for t_s, t_next in tqdm(todo, desc=f"prequential {label}", disable=not progress):
+            unit = encode_block(train, test, t_s, t_next, recipe, device, chain=chain)
+            if recipe.warm_start:
+                _save_chain_state(ckpt, t_s, chain)
+            ckpt.add(unit)
+            for old in chain_state_files(ckpt.path, before=t_s):
+                old.unlink(missing_ok=True)
+    return _assemble(train, test, recipe, [ckpt[t] for t, _ in blocks], scale, device, sw, name)
+
+
+# ------------------------------------------------------ warm chains: resume
+
+
+def chain_state_files(checkpoint_path, before: int | None = None) -> list[Path]:
+    """The saved warm-chain states beside a checkpoint file (``<stem>.chain-<t_s>.pt``: the chain after the
+    block trained on t_s labels), those of blocks before t_s = ``before`` only when given."""
+    if checkpoint_path is None:
+        return []
+    path = Path(checkpoint_path)
+    found = {int(p.name.rsplit("-", 1)[1][:-3]): p for p in path.parent.glob(f"{path.stem}.chain-*.pt")}
+    return [p for t, p in sorted(found.items()) if before is None or t < before]
+
+
+def _state_file(ckpt: checkpoint.Checkpoint, t_s: int) -> Path:
+    return ckpt.path.with_name(f"{ckpt.path.stem}.chain-{t_s}.pt")
+
+
+def _save_chain_state(ckpt: checkpoint.Checkpoint, t_s: int, chain: Chain) -> None:
+    """Write the chain's state after block t_s beside the checkpoint (atomically, with its fingerprint)."""
+    if ckpt.path is None:
+        return
+    path = _state_file(ckpt, t_s)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"fingerprint": ckpt.fingerprint, "t_start": t_s, **chain.state()}, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(chain: Chain, blocks: list[tuple[int, int]], ckpt: checkpoint.Checkpoint) -> list[tuple[int, int]]:
+    """The blocks a warm chain still has to encode: those after the last finished one when the chain's state
+    after it is saved with the same fingerprint (loaded into ``chain``), else all of them (a replay)."""
+    first = next((i for i, (t_s, _) in enumerate(blocks) if t_s not in ckpt), len(blocks))
+    if first == 0 or first == len(blocks):
+        return blocks[first:]
+    path = _state_file(ckpt, blocks[first - 1][0]) if ckpt.path is not None else None
+    state = torch.load(path, weights_only=False) if path is not None and path.is_file() else None
+    if state is None or state.get("fingerprint") != ckpt.fingerprint:
+        print(f"no saved model state after block {first} of {ckpt.label}; replaying the chain from its first block")
+        return blocks
+    chain.load_state(state)
+    return blocks[first:]
 
 
 def _curves(blocks: list[dict], key: str, t1: int, k: int) -> dict:
@@ -293,7 +588,7 @@ def _curves(blocks: list[dict], key: str, t1: int, k: int) -> dict:
         ("t_start", "t_start"), ("t_end", "t_end"), ("bits", f"bits_{key}"), ("block_accuracy", "block_accuracy"),
         ("test_accuracy", "test_accuracy"), ("temperature", "temperature"), ("best_epoch", "best_epoch"),
         ("epochs_run", "epochs_run"), ("epoch_bits", f"epoch_bits_{key}"), ("block_seconds", "seconds"),
-        ("samples_trained", "samples_trained"))}
+        ("samples_trained", "samples_trained"), ("steps_run", "steps_run"), ("block_cpu_seconds", "cpu_seconds"))}
     sizes = [b["t_end"] - b["t_start"] for b in blocks]
     return {**per_block,
             "bits_per_sample": [b[f"bits_{key}"] / m for b, m in zip(blocks, sizes)],
@@ -304,7 +599,7 @@ def _curves(blocks: list[dict], key: str, t1: int, k: int) -> dict:
             "cum_ratio": (cum_bits / (ends * math.log2(k))).tolist()}
 
 
-def _assemble(train, test, recipe: Recipe, blocks, scale, device, sw) -> CodeResult:
+def _assemble(train, test, recipe: Recipe, blocks, scale, device, sw, name: str | None = None) -> CodeResult:
     t1, k = recipe.timesteps[0], train.K
     key = "calibrated" if recipe.calibrate else "uncalibrated"
     per_sample = np.concatenate([np.full(t1, math.log2(k))] + [np.asarray(b[f"per_sample_{key}"]) for b in blocks])
@@ -312,7 +607,8 @@ def _assemble(train, test, recipe: Recipe, blocks, scale, device, sw) -> CodeRes
     totals = {m: first + sum(b[f"bits_{m}"] for b in blocks) for m in ("calibrated", "uncalibrated")}
     net = build(recipe.model, tuple(train.x.shape[1:]), k, seed=recipe.seed)
     return CodeResult(
-        code="prequential", dataset=train.name, model=recipe.model, scale=scale, n=train.n, K=k, seed=recipe.seed,
+        code="prequential", dataset=train.name, model=name or recipe.model, scale=scale, n=train.n, K=k,
+        seed=recipe.seed,
         codelength_bits=totals[key], test_accuracy=blocks[-1]["test_accuracy"] if blocks else None,
         parts={"first_block_bits": first, "model_blocks_bits": totals[key] - first,
                "bits_calibrated": totals["calibrated"], "bits_uncalibrated": totals["uncalibrated"]},
@@ -320,8 +616,11 @@ def _assemble(train, test, recipe: Recipe, blocks, scale, device, sw) -> CodeRes
         params={**scales.as_params(recipe), "num_parameters": num_parameters(net),
                 "n_test": test.n if test is not None else 0, "order_seed": train.seed},
         provenance=provenance(device=device, stopwatch=sw, data_source=train.source,
-                              compute_seconds=round(sum(b["seconds"] for b in blocks), 3)),
+                              compute_seconds=round(sum(b["seconds"] for b in blocks), 3),
+                              cpu_seconds=round(sum(b["cpu_seconds"] for b in blocks), 3)),
         note=("labels sent in a seeded random order; early stopping and temperature use transmitted labels only; "
-              f"headline is the {key} code, chosen before seeing the data"),
+              + ("each block continues the previous block's model (warm start, replay of all transmitted labels); "
+                 if recipe.warm_start else "each block's model trained from the seed (Algorithm 2); ")
+              + f"headline is the {key} code, chosen before seeing the data"),
         arrays={"bits": per_sample},
     )

@@ -224,14 +224,23 @@ def mixture_name(models: Sequence[str]) -> str:
 
 
 def prequential_models(dataset: str, scale: str) -> tuple[str, ...]:
+    """The prequential runs to switch between: ``Settings.models``, else every run (cold and warm recipes) of the
+    prequential chapter's models table at ``scale``."""
     table = settings(scale).models or codes.chapter("prequential").module.settings(scale).models
     return chapters.models_for(dataset, table)
 
 
+def records_epochs(dataset: str, model: str, scale: str) -> bool:
+    """Whether the prequential run ``model`` records each block's bits after every evaluation (its recipe's
+    ``record_epochs``), which its self-switch code needs."""
+    return codes.chapter("prequential").module.settings(scale).recipe(dataset, model, 2).record_epochs
+
+
 def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    """The mixture over the prequential runs of ``dataset``, then the self-switch code of each of them."""
+    """The mixture over the prequential runs of ``dataset``, then the self-switch code of each of them that
+    records its epochs."""
     names = list(models or prequential_models(dataset, scale))
-    return [(dataset, mixture_name(names))] + [(dataset, m) for m in names]
+    return [(dataset, mixture_name(names))] + [(dataset, m) for m in names if records_epochs(dataset, m, scale)]
 
 
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
@@ -249,10 +258,11 @@ def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str 
 
 
 def load_prequential(dataset: str, model: str, scale: str, seed: int = 0) -> CodeResult:
-    """The stored prequential run of ``model``; ResultFileError saying which chapter to run first, and how."""
+    """The stored prequential run of ``model``. A missing one raises ResultFileError saying which chapter to run
+    first, and how; an invalid one, the loader's ResultFileError naming the file and the field."""
     try:
         return results.load("prequential", dataset, model, scale, seed=seed)
-    except ResultFileError:
+    except results.MissingResultError:
         command = chapters.rerun_command("prequential", scale, datasets=[dataset], models=[model],
                                          **({"seed": seed} if seed else {}))
         raise ResultFileError(f"the switch code needs the prequential run of {model} on {dataset} at "
