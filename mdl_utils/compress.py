@@ -4,7 +4,9 @@ Writes the training labels of a dataset (all of them, in the agreed
 transmission order, unless --n says fewer) into a file with one of the book's
 codes (mdl_utils.codes.bytes), with the settings of that code's chapter at
 --scale, and prints how many labels it encodes, the computed codelength, the
-file size and the time. Exits non-zero with a one-line error on any problem.
+file size and the time. The output path is checked before any work; the file is
+written at the end, atomically. Exits non-zero with a one-line error on any
+problem, and with one line on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from pathlib import Path
 
 from . import coder, data
 from .codes import bytes as bytes_code
+from .results import check_writable
 from .scales import SCALES, check_scale
+
+INTERRUPTED = "interrupted; nothing was stored"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -23,27 +28,57 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("output", help="the labels file to write, e.g. labels.mdl")
     ap.add_argument("--code", required=True, choices=bytes_code.CODES)
     ap.add_argument("--dataset", required=True, help="mnist, cifar10, synthetic or folder:<path>")
-    ap.add_argument("--model", default=None, help="the model of the prequential / two_part code, e.g. mlp")
+    ap.add_argument("--model", default=None, help="the model (a run of the prequential chapter) of the prequential, "
+                                                  "two_part or self_switch code, e.g. mlp, mlp_warm; the switch "
+                                                  "code's models, e.g. mlp-small_cnn")
     ap.add_argument("--scale", required=True, choices=SCALES,
                     help="whose settings (epochs, patience, ...) the code uses: the chapters' at this scale")
     ap.add_argument("--n", type=int, default=None, help="send only the first n labels (default: all of the split)")
     ap.add_argument("--seed", type=int, default=0, help="transmission order and training seed (default 0)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads; Bob uses the same (default 1)")
+    ap.add_argument("--parallel", action="store_true", help="one process per prequential chain (switch code)")
+    ap.add_argument("--describe", action="store_true", help="a self-describing file: the full settings, versions and "
+                                                            "inputs in the header (compressed JSON, ~400 bytes)")
     ap.add_argument("--data-root", default=None, help="data folder (default: MDL_DATA)")
     ap.add_argument("--no-progress", action="store_true")
     return ap
+
+
+def labels_to_send(dataset: str, n: int | None, seed: int, root: str | None) -> tuple[data.Dataset, str]:
+    """The training split of ``dataset`` in its transmission order, all of it or its first ``n`` (never more than
+    it has: a larger --n is an error naming the split's size), and words saying which."""
+    train = data.load(dataset, "train", root=root, seed=seed)
+    if n is None:
+        return train, f"all of the train split, order seed {seed}"
+    if n < 1 or n > train.n:
+        raise ValueError(f"--n {n}: {dataset} has {train.n:,} training samples; pass --n from 1 to {train.n}, or "
+                         f"leave --n out to send all of them")
+    return train.head(n), f"the first {n:,} of the {train.n:,} of the train split, order seed {seed}"
+
+
+def check_counts(seed: int, threads: int) -> None:
+    """--seed must be >= 0 (the file stores seed + 1, 0 meaning no shuffle) and --threads >= 1."""
+    if seed < 0 or threads < 1:
+        raise ValueError(f"--seed {seed} --threads {threads}: the order seed must be 0 or more and the thread count "
+                         f"1 or more")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         check_scale(args.scale)
-        train = data.load(args.dataset, "train", root=args.data_root, n=args.n, seed=args.seed)
+        check_counts(args.seed, args.threads)
+        check_writable(args.output)
+        train, which = labels_to_send(args.dataset, args.n, args.seed, args.data_root)
         code = bytes_code.code_for(args.code, train.name, train.n, train.K, args.model, args.scale, args.seed)
-        print(f"encoding {train.n:,} labels of {train.name} (train split, order seed {args.seed}) with the "
-              f"{args.code} code at scale={args.scale}")
-        enc = bytes_code.encode(train, code, num_threads=args.threads, progress=not args.no_progress)
+        print(f"encoding {train.n:,} labels of {train.name} ({which}) with the {args.code} code at "
+              f"scale={args.scale}")
+        enc = bytes_code.encode(train, code, num_threads=args.threads, describe=args.describe,
+                                parallel=args.parallel, progress=not args.no_progress)
         coder.write(args.output, enc.data)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     except (ValueError, RuntimeError, OSError) as e:  # CodingError, DataUnavailableError, bad arguments
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1

@@ -1,49 +1,84 @@
-"""Bob: ``python -m mdl_utils.decompress labels.mdl --dataset mnist [--out labels.npy]``
+"""Bob: ``python -m mdl_utils.decompress labels.mdl [--dataset folder:<path>] [--model mlp] [--out labels.npy]``
 
 Reads a labels file written by mdl_utils.compress, loads the inputs the header
-names (dataset, size, order seed; checked against the SHA-256 of the inputs),
+names (dataset, size, order seed; checked against the hash of the inputs),
 recovers every label (retraining the prequential models on the labels decoded
-so far) and checks them against the SHA-256 in the header. Prints what it did;
-exits non-zero with a one-line error on any mismatch.
+so far) and checks them against the CRC in the header. The --out path is
+checked before any work and written atomically, under exactly that name. Prints
+what it did; exits non-zero with a one-line error on any mismatch, and with one
+line on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from . import coder, data
 from .codes import bytes as bytes_code
+from .compress import INTERRUPTED, check_counts
+from .results import check_writable, save_array
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m mdl_utils.decompress", description=__doc__.split("\n\n")[1])
+    ap.add_argument("input", help="a labels file written by python -m mdl_utils.compress")
+    ap.add_argument("--dataset", default=None, help="the dataset whose inputs Bob has (default: the one the file "
+                                                    "names; an image folder must be named: folder:<path>)")
+    ap.add_argument("--model", default=None, help="the model Alice named (--model), unless the file describes it")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads, as Alice's (default 1)")
+    ap.add_argument("--parallel", action="store_true", help="one process per prequential chain (switch code)")
+    ap.add_argument("--data-root", default=None, help="data folder (default: MDL_DATA)")
+    ap.add_argument("--out", default=None, help="save the decoded labels (.npy, int64) at exactly this path")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def bobs_inputs(header: coder.Header, dataset: str | None, root: str | None) -> data.Dataset:
+    """The first n inputs, in the file's transmission order, of the dataset Bob names (else the file's)."""
+    name = dataset or header.dataset
+    if name is None:
+        raise coder.CodingError("the file holds labels of a dataset without a short name (an image folder); "
+                                "name it as Alice did: --dataset folder:<path>")
+    inputs = data.load(name, "train", root=root, seed=header.seed)
+    if inputs.n < header.n:
+        raise coder.CodingError(f"{name} has {inputs.n:,} training samples but the file holds {header.n:,} labels; "
+                                f"decode with Alice's dataset (--dataset, --data-root)")
+    return inputs.head(header.n)
+
+
+def check_out(out: str | None, source: str) -> None:
+    """--out must be writable and must not be the labels file itself."""
+    if out is not None:
+        check_writable(out, "labels.npy")
+        if Path(out).resolve() == Path(source).resolve():
+            raise ValueError(f"--out {out} is the labels file being read; give another path, e.g. labels.npy")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mdl_utils.decompress", description=__doc__.split("\n\n")[1])
-    ap.add_argument("input", help="a labels file written by python -m mdl_utils.compress")
-    ap.add_argument("--dataset", required=True, help="the dataset whose inputs Bob has (must match the file)")
-    ap.add_argument("--data-root", default=None, help="data folder (default: MDL_DATA)")
-    ap.add_argument("--out", default=None, help="save the decoded labels (.npy, int64)")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
+    args = parser().parse_args(argv)
     try:
+        check_counts(0, args.threads)
+        check_out(args.out, args.input)
         raw = coder.read(args.input)
-        header, _, _ = coder.unpack(raw)
-        want = header["dataset"]
-        if args.dataset != want["name"]:
-            raise coder.CodingError(f"wrong dataset: the file holds labels of {want['name']!r}, not "
-                                     f"{args.dataset!r}; decode with --dataset {want['name']}")
-        inputs = data.load(args.dataset, want["split"], root=args.data_root, n=want["n"], seed=want["order_seed"])
-        dec = bytes_code.decode(raw, inputs, progress=not args.no_progress)
+        header = coder.unpack(raw).header
+        inputs = bobs_inputs(header, args.dataset, args.data_root)
+        dec = bytes_code.decode(raw, inputs, model=args.model, num_threads=args.threads, parallel=args.parallel,
+                                progress=not args.no_progress)
         if args.out:
-            np.save(args.out, dec.labels)
+            save_array(Path(args.out), dec.labels, dtype=np.int64)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     except (ValueError, RuntimeError, OSError, KeyError) as e:  # CodingError, DataUnavailableError, ...
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
-    n = want["n"]
-    print(f"decoded {n:,} labels of {want['name']} ({want['split']}, K={want['K']}) with the {header['code']} code")
-    print(f"file: {len(raw):,} bytes ({8 * len(raw) / n:.4f} bits/label); labels SHA-256 {header['labels_sha256']} OK")
-    print(f"decode time: {dec.seconds:.2f} s ({header['num_threads']} torch thread(s))")
+    print(f"decoded {header.n:,} labels of {inputs.name} (train split, K={inputs.K}) with the {header.code} code")
+    print(f"file: {len(raw):,} bytes ({8 * len(raw) / header.n:.4f} bits/label); labels CRC-32 OK")
+    print(f"decode time: {dec.seconds:.2f} s ({args.threads} torch thread(s))")
     if args.out:
         print(f"labels saved to {args.out}")
     return 0

@@ -1,4 +1,5 @@
-"""The coder and the codes as files (mdl_utils.coder, mdl_utils.codes.bytes): round trips, sizes, corruption."""
+"""The coder and the codes as files (mdl_utils.coder, mdl_utils.codes.bytes): round trips, sizes, the header's
+checks, corruption."""
 
 import dataclasses
 import math
@@ -10,30 +11,28 @@ import torch
 from mdl_utils import coder, data, scales, training
 from mdl_utils.codes import bytes as B
 from mdl_utils.codes import prequential as P
+from mdl_utils.codes import switch as S
 
 from .conftest import needs_data
 
-SLACK_BITS = 64  # range coder: whole 32-bit words plus the final flush
+SLACK_BITS = 64  # range coder: whole 32-bit words, the final flush, 24-bit rounding
+N, STEPS = 400, (10, 20, 40, 80, 160, 400)
 
 
-@pytest.fixture(scope="module")
-def synth():
-    return data.load("synthetic", "train", n=400, seed=0)
+def recipe(model="mlp", steps=STEPS, **changes) -> P.Recipe:
+    return P.Recipe(model=model, timesteps=tuple(steps), epochs=2, patience=2, seed=0, record_epochs=False,
+                    **changes)
 
 
-def preq_recipe(model="mlp", steps=(10, 20, 40, 80, 160, 400)):
-    return P.Recipe(model=model, timesteps=tuple(steps), epochs=2, patience=2, seed=0, record_epochs=False)
-
-
-def preq_code(n, recipe):
-    return B.PrequentialCode(n, 10, scales.as_params(recipe))
-
-
-@pytest.fixture(scope="module")
-def synth_preq(synth):
-    s = preq_recipe()
-    enc = B.encode(synth, preq_code(synth.n, s), progress=False)
-    return s, enc
+def make_code(name: str, n=N, steps=STEPS):
+    """A small code of each kind (custom recipes: no named scale)."""
+    r = {m: scales.as_params(recipe(m, steps)) for m in ("mlp", "logistic")}
+    return {"uniform": lambda: B.UniformCode(n, 10),
+            "prequential": lambda: B.PrequentialCode(n, 10, r["mlp"]),
+            "two_part": lambda: B.TwoPartCode(n, 10, {"model": "logistic", "epochs": 2, "lr": 1e-2, "batch_size": 128,
+                                                      "patience": 2, "val_fraction": 0.1, "seed": 0}),
+            "switch": lambda: B.SwitchCode(n, 10, {"strategies": [r["mlp"], r["logistic"]]}),
+            "self_switch": lambda: B.SelfSwitchCode(n, 10, r["mlp"])}[name]()
 
 
 def bob(ds):
@@ -41,44 +40,110 @@ def bob(ds):
     return dataclasses.replace(ds, y=torch.full_like(ds.y, -1))
 
 
-def test_uniform_round_trip_and_size(synth):
-    enc = B.encode(synth, B.UniformCode(synth.n, 10), progress=False)
-    dec = B.decode(enc.data, bob(synth), progress=False)
-    assert np.array_equal(dec.labels, synth.y.numpy())
-    assert enc.codelength_bits == pytest.approx(synth.n * math.log2(10))
-    assert abs(enc.payload_bits - enc.codelength_bits) <= SLACK_BITS
-    assert enc.file_bits == enc.payload_bits + enc.header_bits and enc.model_bits == 0
-    assert enc.header_bits < 8 * 400  # the header stays small
+@pytest.fixture(scope="module")
+def synth():
+    return data.load("synthetic", "train", n=N, seed=0)
 
 
-def test_prequential_round_trip_size_and_exact_probabilities(synth, synth_preq):
-    _, enc = synth_preq
-    dec = B.decode(enc.data, bob(synth), progress=False)
+@pytest.fixture(scope="module")
+def encoded(synth):
+    """Every code's file of the synthetic labels, encoded once (one torch thread)."""
+    with training.torch_threads(1):
+        return {name: B.encode(synth, make_code(name), progress=False) for name in B.CODES}
+
+
+@pytest.fixture(scope="module")
+def chapter_runs(synth):
+    """The prequential chapter's runs (with the self-switch records) of the same recipes."""
+    with training.torch_threads(1):
+        return {m: P.prequential_code(synth, None, dataclasses.replace(recipe(m), record_epochs=True), scale="smoke",
+                                      device="cpu", progress=False) for m in ("mlp", "logistic")}
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Make any attempt to decode a label fail the test: checks must come first."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a label was decoded before the checks failed")
+    monkeypatch.setattr(B, "_run", refuse)
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("name", B.CODES)
+def test_every_code_round_trips_exactly_within_a_few_words_of_its_codelength(encoded, synth, name):
+    enc = encoded[name]
+    with training.torch_threads(1):
+        dec = B.decode(enc.data, bob(synth), make_code(name), progress=False)
     assert np.array_equal(dec.labels, synth.y.numpy())
     assert dec.probs.dtype == np.float32 and np.array_equal(dec.probs, enc.probs)  # bit for bit, every label
-    assert abs(enc.payload_bits - enc.codelength_bits) <= SLACK_BITS
-    assert enc.codelength_bits < synth.n * math.log2(10)  # the model did learn something
-
-
-def test_encoder_codelength_is_the_prequential_chapters(synth, synth_preq):
-    s, enc = synth_preq
-    with training.torch_threads(1):
-        result = P.prequential_code(synth, None, s, scale="smoke", device="cpu", progress=False)
-    per_sample = result.arrays["bits"]
-    assert enc.codelength_bits == pytest.approx(result.codelength_bits, rel=1e-12)
-    # and the coder's float32 probabilities give the same per-sample bits up to float32 rounding
-    ideal = -np.log2(enc.probs[np.arange(synth.n), synth.y.numpy()].astype(np.float64))
-    np.testing.assert_allclose(ideal, per_sample, atol=1e-5)
-
-
-def test_two_part_round_trip_weights_in_the_file(synth):
-    s = {"model": "logistic", "epochs": 2, "lr": 1e-2, "batch_size": 128, "patience": 2, "val_fraction": 0.1,
-         "seed": 0}
-    enc = B.encode(synth, B.TwoPartCode(synth.n, 10, s), progress=False)
-    dec = B.decode(enc.data, bob(synth), progress=False)
-    assert np.array_equal(dec.labels, synth.y.numpy()) and np.array_equal(dec.probs, enc.probs)
-    assert enc.model_bits == 32 * (20 * 10 + 10)
+    assert enc.sections["header"] == 192  # n = 400: a 2-byte varint; <= 200 bits up to n = 2,097,151
+    assert enc.file_bits == sum(enc.sections.values())
     assert abs(enc.payload_bits + enc.model_bits - enc.codelength_bits) <= SLACK_BITS
+    assert enc.header_bits == 192 + (16 if name == "two_part" else 0)  # two_part: the model section's length
+    if name != "uniform":
+        assert enc.codelength_bits - enc.model_bits < N * math.log2(10)  # the models did learn something
+
+
+def test_header_layout_and_bit_counts():
+    h = coder.Header("switch", "cpu", "mnist", 60000, 0, b"abc", b"de", b"fghi", 123, None)
+    assert 8 * len(h.to_bytes()) + 32 == 200  # magic 16, version 8, flags 8, n 24, seed 8, hashes 72, CRC 32
+    data_ = coder.pack(h, np.array([1, 2], dtype=np.uint32))
+    f = coder.unpack(data_)
+    assert f.header == h and list(f.payload) == [1, 2] and f.sections == {"header": 200, "payload": 64}
+    custom = dataclasses.replace(h, scale=None, dataset=None, seed=None, description={"a": [1, 2]})
+    assert coder.unpack(coder.pack(custom, np.zeros(0, np.uint32))).header == custom
+    for v in (0, 1, 127, 128, 60000, 2 ** 40):
+        assert coder.read_varint(coder.varint(v), 0, 99) == (v, len(coder.varint(v)))
+    assert len(coder.varint(60000)) == 3 and len(coder.varint(2 ** 21 - 1)) == 3
+
+
+def test_prequential_codelength_is_the_chapters(encoded, chapter_runs, synth):
+    enc, result = encoded["prequential"], chapter_runs["mlp"]
+    assert enc.codelength_bits == pytest.approx(result.codelength_bits, rel=1e-12)
+    ideal = -np.log2(enc.probs[np.arange(N), synth.y.numpy()].astype(np.float64))
+    np.testing.assert_allclose(ideal, result.arrays["bits"], atol=1e-5)  # float32 probabilities
+
+
+def test_switch_file_is_the_switch_chapters_mixture(encoded, chapter_runs):
+    enc = encoded["switch"]
+    per_sample = [chapter_runs[m].arrays["bits"] for m in ("mlp", "logistic")]
+    exact = S.mixture_bits(np.vstack([*per_sample, np.full(N, math.log2(10))])).sum()
+    stored = S.mixture_bits(np.vstack([*(p.astype(np.float32) for p in per_sample),  # as the chapter stores them
+                                       np.full(N, math.log2(10))])).sum()
+    assert enc.reference_bits == pytest.approx(exact, rel=1e-12)  # mixture_bits on this run's float64 numbers
+    assert enc.codelength_bits == pytest.approx(exact, rel=1e-12)  # the forward recursion in linear space
+    assert enc.codelength_bits == pytest.approx(stored, rel=1e-6)
+    assert enc.payload_bits <= 1.001 * stored + 32
+    assert enc.codelength_bits < min(r.codelength_bits for r in chapter_runs.values()) + S.mixture_prior_bits(
+        [0] * N, 3)
+
+
+def test_self_switch_file_is_the_chapters(encoded, chapter_runs):
+    enc, chapter = encoded["self_switch"], S.self_switch_result(chapter_runs["mlp"])
+    assert enc.codelength_bits == pytest.approx(chapter.codelength_bits, rel=1e-12)
+    assert enc.reference_bits == pytest.approx(chapter.codelength_bits, rel=1e-12)
+    assert enc.payload_bits <= 1.001 * chapter.codelength_bits + 32
+    assert chapter.parts["choice_bits"] == pytest.approx(sum(math.log2(e + 1) for e in chapter.curves["epochs_run"]))
+
+
+def test_switch_weights_are_the_forward_algorithm():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(4), size=(3, 50))  # 3 strategies, 50 labels, K = 4
+    y = rng.integers(0, 4, 50)
+    weights, bits = B.SwitchWeights(3), 0.0
+    for t in range(50):
+        q64, q32 = coder.mixture_probabilities(weights.w, p[:, t])
+        assert q64.sum() == pytest.approx(1, abs=1e-12) and q32.dtype == np.float32
+        bits -= math.log2(q64[y[t]])
+        weights.update(p[:, t, y[t]])
+    assert bits == pytest.approx(S.mixture_bits(-np.log2(p[:, np.arange(50), y])).sum(), rel=1e-12)
+
+
+def test_parallel_chains_write_the_same_file(encoded, synth):
+    with training.torch_threads(1):
+        assert B.encode(synth, make_code("switch"), parallel=True, progress=False).data == encoded["switch"].data
 
 
 def test_a_label_of_probability_zero_is_still_encodable():
@@ -91,102 +156,182 @@ def test_a_label_of_probability_zero_is_still_encodable():
     assert 32 * len(words) <= 3 * 24 + SLACK_BITS  # each impossible label costs at most 24 bits
 
 
-def test_flipped_byte_anywhere_is_detected(synth_preq, synth):
-    _, enc = synth_preq
-    data_ = enc.data
-    for pos in sorted({0, 4, 5, 13, 20, len(data_) // 2, len(data_) - 10, len(data_) - 1}):
+def test_warm_start_prequential_round_trips(synth):
+    warm = [f.name for f in dataclasses.fields(P.Recipe) if "warm" in f.name]
+    if not warm:
+        pytest.skip("prequential.Recipe has no warm-start option yet; PrequentialCode takes any Recipe, so this "
+                    "test runs once it has one")
+    code = B.PrequentialCode(N, 10, scales.as_params(dataclasses.replace(recipe(), **{warm[0]: True})))
+    with training.torch_threads(1):
+        enc = B.encode(synth, code, progress=False)
+        dec = B.decode(enc.data, bob(synth), code, progress=False)
+    assert np.array_equal(dec.labels, synth.y.numpy()) and np.array_equal(dec.probs, enc.probs)
+
+
+# ------------------------------------------------------- a named recipe, checks
+
+
+@pytest.fixture(scope="module")
+def smoke_file(synth):
+    """A prequential file of the logistic model at the smoke scale: Bob names the model, nothing else."""
+    code = B.code_for("prequential", "synthetic", N, 10, "logistic", "smoke")
+    with training.torch_threads(1):
+        return B.encode(synth, code, progress=False)
+
+
+def test_bob_names_the_model_as_alice_did(smoke_file, synth):
+    with training.torch_threads(1):
+        dec = B.decode(smoke_file.data, bob(synth), model="logistic", progress=False)
+    assert np.array_equal(dec.labels, synth.y.numpy()) and dec.header.scale == "smoke" and dec.header.seed == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(model="mlp"), "wrong recipe: .* it matches --model logistic"),
+    (dict(model=None), "name its model as Alice did, e.g. --model mlp"),
+    (dict(num_threads=2), "written with 1 torch thread.*decode with --threads 1"),
+    (dict(order_seed=1), "order_seed=0"),
+    (dict(n=300), "n=300"),
+    (dict(x=True), "hash of the inputs"),
+    (dict(name="mnist"), "wrong dataset: .* decode with --dataset synthetic"),
+    (dict(code="self_switch"), "wrong code: the file holds a prequential code"),
+    (dict(torch="9.9"), "other software: .* torch 9.9"),
+])
+def test_other_recipe_inputs_or_environment_fail_before_any_label(smoke_file, synth, no_decoding, monkeypatch,
+                                                                     change, message):
+    ds = data.load("synthetic", "train", n=N, seed=change["order_seed"]) if "order_seed" in change else synth
+    ds = ds.head(change["n"]) if "n" in change else ds
+    if "x" in change:
+        ds = dataclasses.replace(ds, x=ds.x.clone())
+        ds.x[17, 3] += 1e-3
+    ds = dataclasses.replace(ds, name=change.get("name", ds.name))
+    if "torch" in change:
+        monkeypatch.setattr(torch, "__version__", change["torch"])
+    code = B.code_for(change["code"], "synthetic", N, 10, "logistic", "smoke") if "code" in change else None
+    with pytest.raises(coder.CodingError, match=message) as err:
+        B.decode(smoke_file.data, bob(ds), code, model=change.get("model", "logistic"),
+                 num_threads=change.get("num_threads", 1))
+    assert "\n" not in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def described_file(synth):
+    with training.torch_threads(1):
+        return B.encode(synth, B.code_for("prequential", "synthetic", N, 10, "logistic", "smoke"), describe=True,
+                        progress=False)
+
+
+def test_self_describing_file_needs_no_names_and_says_what_differs(synth, smoke_file, described_file):
+    assert described_file.payload_bits == smoke_file.payload_bits
+    assert described_file.header_bits == smoke_file.header_bits + smoke_file.description_bits
+    assert coder.unpack(described_file.data).header.description["settings"]["model"] == "logistic"
+    with training.torch_threads(1):
+        assert np.array_equal(B.decode(described_file.data, bob(synth), progress=False).labels, synth.y.numpy())
+
+
+def test_a_self_describing_file_names_the_difference(synth, described_file, no_decoding):
+    with pytest.raises(coder.CodingError, match="num_threads: 1 in the file, 3 here"):
+        B.decode(described_file.data, bob(synth), num_threads=3)
+    settings = dict(coder.unpack(described_file.data).header.description["settings"], epochs=2)
+    with pytest.raises(coder.CodingError, match="epochs: 3 in the file, 2 here"):
+        B.decode(described_file.data, bob(synth), B.PrequentialCode(N, 10, settings))
+
+
+def test_a_decoder_with_other_models_is_caught_by_the_labels_crc(encoded, synth):
+    f = coder.unpack(encoded["uniform"].data)
+    forged = dataclasses.replace(f.header, labels_crc=coder.labels_crc(np.zeros(N)))  # what a diverging Bob finds
+    with pytest.raises(coder.CodingError, match="CRC-32 check"):
+        B.decode(coder.pack(forged, f.payload), bob(synth), B.UniformCode(N, 10), progress=False)
+
+
+def test_flipped_byte_anywhere_is_detected(encoded, synth):
+    data_ = encoded["two_part"].data
+    for pos in sorted({0, 1, 2, 3, 4, 6, 9, 13, 20, 30, len(data_) // 2, len(data_) - 10, len(data_) - 1}):
         bad = bytearray(data_)
         bad[pos] ^= 0x40
         with pytest.raises(coder.CodingError):
-            B.decode(bytes(bad), bob(synth), progress=False)
+            B.decode(bytes(bad), bob(synth), make_code("two_part"), progress=False)
     bad = bytearray(data_)
     bad[-20] ^= 1  # inside the payload
-    with pytest.raises(coder.CodingError, match="CRC32"):
+    with pytest.raises(coder.CodingError, match="CRC-32 mismatch"):
         coder.unpack(bytes(bad))
 
 
-def test_truncated_and_foreign_files(synth_preq, tmp_path):
-    _, enc = synth_preq
-    with pytest.raises(coder.CodingError, match="truncated"):
-        coder.unpack(enc.data[:-7])
-    with pytest.raises(coder.CodingError, match="after its end"):
-        coder.unpack(enc.data + b"\0")
+def test_truncated_extended_and_foreign_files(encoded, tmp_path):
+    data_ = encoded["prequential"].data
+    for bad in (data_[:-7], data_[:-1], data_ + b"\0", data_[:10]):
+        with pytest.raises(coder.CodingError, match="truncated"):
+            coder.unpack(bad)
     with pytest.raises(coder.CodingError, match="magic"):
-        coder.unpack(b"PK\x03\x04" + enc.data[4:])
+        coder.unpack(b"PK\x03\x04" + data_[4:])
+    with pytest.raises(coder.CodingError, match="format version 1"):
+        coder.unpack(b"MDLB\x01" + data_)
+    with pytest.raises(coder.CodingError, match="format version 7"):
+        coder.unpack(data_[:2] + b"\x07" + data_[3:])
     with pytest.raises(coder.CodingError, match="no such labels file"):
         coder.read(tmp_path / "missing.mdl")
-    path = coder.write(tmp_path / "l.mdl", enc.data)
-    assert coder.read(path) == enc.data
+    path = coder.write(tmp_path / "l.mdl", data_)
+    assert coder.read(path) == data_
 
 
-def test_wrong_dataset_or_inputs(synth, synth_preq):
-    _, enc = synth_preq
-    other_order = data.load("synthetic", "train", n=400, seed=1)
-    with pytest.raises(coder.CodingError, match="order_seed"):
-        B.decode(enc.data, bob(other_order), progress=False)
-    with pytest.raises(coder.CodingError, match="n=300"):
-        B.decode(enc.data, bob(synth.head(300)), progress=False)
-    changed = dataclasses.replace(synth, x=synth.x.clone())
-    changed.x[17, 3] += 1e-3
-    with pytest.raises(coder.CodingError, match="SHA-256 of the inputs"):
-        B.decode(enc.data, bob(changed), progress=False)
-    renamed = dataclasses.replace(synth, name="mnist")
-    with pytest.raises(coder.CodingError, match="wrong dataset"):
-        B.decode(enc.data, bob(renamed), progress=False)
+# ---------------------------------------------------------------- the chapter
 
 
-def test_a_decoder_with_another_model_is_caught_by_the_label_checksum(synth):
-    enc = B.encode(synth, B.UniformCode(synth.n, 10), progress=False)
-    header, model, payload = coder.unpack(enc.data)
-    header["labels_sha256"] = coder.labels_fingerprint(np.zeros(synth.n))  # what a diverging Bob would find
-    with pytest.raises(coder.CodingError, match="SHA-256 check"):
-        B.decode(coder.pack(header, payload, model), bob(synth), progress=False)
-
-
-def test_round_trip_result_and_cli(synth, tmp_path, capsys, monkeypatch):
+def test_round_trip_result_and_cli(synth, tmp_path, capsys):
     from mdl_utils import compress, decompress
 
     r = B.round_trip(synth.head(200), B.UniformCode(200, 10), scale="smoke", path=tmp_path / "u.mdl", progress=False)
     assert r.code == "bytes" and r.model == "uniform" and r.codelength_bits == r.parts["file_bits"] == 8 * r.parts["file_bytes"]
-    assert r.params["round_trip_labels_equal"] and r.params["round_trip_probabilities_equal"]
+    assert r.parts["fixed_header_bits"] == 192 < r.parts["self_describing_header_bits"]
     out = tmp_path / "p.mdl"
     assert compress.main(["--code", "prequential", "--dataset", "synthetic", "--model", "logistic", "--n", "300",
                           "--scale", "smoke", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "encoding 300 labels of synthetic" in printed and "computed codelength" in printed
-    assert decompress.main([str(out), "--dataset", "synthetic", "--out", str(tmp_path / "y.npy"),
-                            "--no-progress"]) == 0
+    assert decompress.main([str(out), "--model", "logistic", "--out", str(tmp_path / "y.npy"), "--no-progress"]) == 0
     assert np.array_equal(np.load(tmp_path / "y.npy"), data.load("synthetic", "train", n=300).y.numpy())
     capsys.readouterr()
-    assert decompress.main([str(out), "--dataset", "mnist"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: wrong dataset") and err.count("\n") == 1
+    for args, message in ((["--dataset", "mnist"], "error: wrong dataset"), (["--model", "mlp"], "error: wrong recipe"),
+                          (["--model", "logistic", "--threads", "2"], "error: wrong thread count")):
+        assert decompress.main([str(out), *args]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1
     out.write_bytes(out.read_bytes()[:-3])
-    assert decompress.main([str(out), "--dataset", "synthetic"]) == 1
+    assert decompress.main([str(out), "--model", "logistic"]) == 1
     assert "truncated" in capsys.readouterr().err
 
 
 @needs_data
 def test_real_mnist_subset_round_trip():
     mnist = data.load("mnist", "train", n=256, seed=0)
-    for code in (B.UniformCode(256, 10), preq_code(256, preq_recipe("mlp", (8, 16, 32, 64, 128, 256)))):
-        enc = B.encode(mnist, code, progress=False)
-        dec = B.decode(enc.data, bob(mnist), progress=False)
-        assert np.array_equal(dec.labels, mnist.y.numpy()) and np.array_equal(dec.probs, enc.probs)
-        assert abs(enc.payload_bits - enc.codelength_bits) <= SLACK_BITS
+    steps = (8, 16, 32, 64, 128, 256)
+    with training.torch_threads(1):
+        for name in ("uniform", "prequential", "switch", "self_switch"):
+            enc = B.encode(mnist, make_code(name, 256, steps), progress=False)
+            dec = B.decode(enc.data, bob(mnist), make_code(name, 256, steps), progress=False)
+            assert np.array_equal(dec.labels, mnist.y.numpy()) and np.array_equal(dec.probs, enc.probs)
+            assert abs(enc.payload_bits - enc.codelength_bits) <= SLACK_BITS and enc.sections["header"] == 192
 
 
-def test_coder_uses_the_prequential_chapters_settings():
-    # the file coder's recipe is the chapter's, per-model epoch caps included, without the self-switch records
+def test_coder_uses_the_chapters_settings():
+    # the file coder's recipes are the prequential chapter's, per-model epoch caps included, without the records
     for model, epochs in (("mlp", 20), ("tinycnn", 5)):
         code = B.code_for("prequential", "cifar10", 50000, 10, model, "cpu")
         assert code.recipe.epochs == epochs and code.recipe.timesteps[:2] == (10, 20)
         assert code.recipe.record_epochs is False and code.recipe.patience == 3 and code.recipe.calibrate
     assert B.code_for("prequential", "mnist", 60000, 10, "mlp", "cpu").recipe.timesteps[0] == 8
+    mix = B.code_for("switch", "cifar10", 50000, 10, "switch-mlp-tinycnn-uniform", "cpu")
+    assert [r.epochs for r in mix.recipes] == [20, 5] and mix.model_arg == "mlp-tinycnn"
+    assert B.result_model(mix) == "switch-mlp-tinycnn-uniform" == S.mixture_name(["mlp", "tinycnn"])
+    with pytest.raises(ValueError, match="takes one model"):
+        B.code_for("self_switch", "mnist", 600, 10, "mlp-small_cnn", "smoke")
+    warm = B.code_for("prequential", "mnist", 60000, 10, "mlp_warm", "cpu")  # a named recipe of the chapter
+    assert warm.recipe.warm_start and warm.recipe.model == "mlp" and B.result_model(warm) == "prequential_mlp_warm"
 
 
 def test_model_names_of_the_chapter():
     assert B.split_name("prequential_small_cnn") == ("prequential", "small_cnn")
     assert B.split_name("uniform") == ("uniform", None) and B.split_name("two_part_mlp") == ("two_part", "mlp")
+    assert B.split_name("switch-mlp-small_cnn-uniform") == ("switch", "mlp-small_cnn")
+    assert B.split_name("self_switch_small_cnn") == ("self_switch", "small_cnn")
     with pytest.raises(ValueError, match="unknown code"):
         B.split_name("switchy")

@@ -2,28 +2,37 @@
 
 Alice writes the training labels into a file with a range coder under the
 per-sample distributions of a code; Bob, who has the inputs x and the file,
-recovers every label. Each code is one object with the same five methods, so
-that one loop encodes and one loop decodes every code, block by block:
+recovers every label. Each code is one object; one loop (:func:`_run`) drives
+every code block by block, encoding on Alice's side and decoding on Bob's:
 
-* ``prepare(dataset)`` (Alice): whatever the file carries besides the labels (two_part: the float32 weights);
-* ``load(model_bytes, x)`` (Bob): read it back;
-* ``blocks()``: the stretches [start, end) of labels coded with one set of distributions;
-* ``logits(x, y_prefix, start, end)``: the logits of labels start..end-1, from the labels before ``start``
-  only (the prequential code retrains its block model from the seed, Algorithm 2);
-* ``bits(logits, y, start)``: the code's computed codelength of a block (what the chapters report).
+* ``prepare(dataset)`` (Alice) / ``load(model_bytes, x)`` (Bob): what the file carries besides the labels
+  (two_part: the float32 weights);
+* ``start(x, num_threads, parallel)`` / ``close()``: before the first block and after the last (the
+  prequential chains, :class:`Chains`);
+* ``blocks()``: the stretches [start, end) of labels coded together;
+* ``symbols(x, y_prefix, start, end, y_block)``: a generator of the block's coded symbols, from the labels
+  before ``start`` only: it yields (float32 probabilities, Alice's symbols or None) and receives the symbols
+  coded; it returns (computed bits, labels, label probabilities). Block codes derive it from
+  ``logits(x, y_prefix, start, end)`` and ``bits(logits, y, start)``.
 
-Codes: ``uniform`` (p = 1/K, Sec. 2.3), ``prequential`` (Sec. 3.4) and
-``two_part`` (Sec. 3.1), with the settings of their chapters at a scale.
+Codes: ``uniform`` (p = 1/K, Sec. 2.3), ``prequential`` (Sec. 3.4, Algorithm 2),
+``two_part`` (Sec. 3.1), ``switch`` (the switch mixture over prequential chains
+and the uniform code, App. E.1, label by label) and ``self_switch`` (per block,
+the epoch e in 0..E_s, sent uniformly, then the labels with the model after
+epoch e, App. E.2), with the settings of their chapters at a scale.
 Determinism: Bob's models equal Alice's bit for bit only with the same torch
-build, device (CPU) and thread count; encode and decode set the thread count
-(default 1) and record it in the header.
+build, device (CPU) and thread count; the header's environment hash makes Bob
+check them before he decodes anything, and a CRC-32 of the labels after.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 from typing import Sequence
@@ -32,35 +41,110 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import chapters, coder, data, scales
+from .. import __version__, chapters, coder, data, scales
 from ..bits import per_sample_bits, uniform_bits
 from ..checkpoint import digest
 from ..coder import CodingError
-from ..models import build
+from ..models import ARCHITECTURES, build
 from ..results import CodeResult, Stopwatch, provenance
 from ..training import predict_logits, torch_threads
-from . import prequential, two_part
+from . import prequential, switch, two_part
 
 CHAPTER = "bytes"
-CODES = ("uniform", "prequential", "two_part")
+CODES = coder.CODE_IDS  # uniform, prequential, two_part, switch, self_switch
+QUANTIZATION = "softmax (mixture) float64 -> float32, constriction Categorical(perfect=False), 24-bit"
+
+
+# ---------------------------------------------------------- prequential chains
+
+
+def _numpy(logits):
+    """A chain's output (a tensor, or a list of them per epoch) as float32 numpy arrays (what workers return)."""
+    return [z.numpy() for z in logits] if isinstance(logits, list) else logits.numpy()
+
+
+_WORKER: dict = {}  # the chain of a worker process
+
+
+def _worker_start(x: torch.Tensor, num_classes: int, recipe, num_threads: int) -> None:
+    """A worker process's initializer: the same torch thread count as the main process, and its chain."""
+    torch.set_num_threads(num_threads)
+    _WORKER["chain"] = prequential.Chain(x, num_classes, recipe, "cpu")
+
+
+def _worker_next_block(y_prefix: np.ndarray, t_next: int, per_epoch: bool):
+    """A worker's task: its chain's next block from the labels decoded so far."""
+    return _numpy(_WORKER["chain"].next_block(torch.from_numpy(y_prefix), t_next, per_epoch=per_epoch))
+
+
+def _worker_context():
+    """Fresh worker processes that share nothing with this one but the arguments: "forkserver" (a clean server
+    process imports this module once, then forks each worker: ~0 s per pool after the first), else "spawn"."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+class Chains:
+    """The prequential chains (prequential.Chain: cold or warm recipes, any Recipe) of several recipes, advanced
+    block by block, in the order of the timesteps: in this process, or (``parallel``, more than one chain) one
+    worker process per chain (:func:`_worker_context`), which receives the inputs once (shared memory), runs the
+    same torch thread count, keeps its chain's state between blocks and returns each block's logits: exactly what
+    this process would compute. ``per_epoch``: each block's logits after every epoch (self-switch)."""
+
+    def __init__(self, x: torch.Tensor, num_classes: int, recipes: Sequence[prequential.Recipe], *,
+                 per_epoch: bool = False, num_threads: int = 1, parallel: bool = False):
+        self.per_epoch, self.chains, self.pools = per_epoch, [], []
+        if parallel and len(recipes) > 1:
+            self.pools = [ProcessPoolExecutor(1, mp_context=_worker_context(), initializer=_worker_start,
+                                              initargs=(x, num_classes, r, num_threads)) for r in recipes]
+        else:
+            self.chains = [prequential.Chain(x, num_classes, r, "cpu") for r in recipes]
+
+    def next_blocks(self, y_prefix: torch.Tensor, t_next: int) -> list:
+        """Each chain's next block (float32 numpy logits, or per-epoch lists of them), in the order of the recipes."""
+        if not self.pools:
+            return [_numpy(c.next_block(y_prefix, t_next, per_epoch=self.per_epoch)) for c in self.chains]
+        prefix = np.ascontiguousarray(torch.as_tensor(y_prefix).numpy())
+        futures = [p.submit(_worker_next_block, prefix, t_next, self.per_epoch) for p in self.pools]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        for p in self.pools:
+            p.shutdown(cancel_futures=True)
+        self.pools = []
 
 
 # ---------------------------------------------------------------- the codes
 
 
 class UniformCode:
-    """p(y) = 1/K for every label (Sec. 2.3)."""
+    """p(y) = 1/K for every label (Sec. 2.3). The base of every code: one block of per-sample distributions."""
 
     name = "uniform"
 
-    def __init__(self, n: int, num_classes: int, settings: dict | None = None):
-        self.n, self.K, self.settings = n, num_classes, None
+    def __init__(self, n: int, num_classes: int, settings: dict | None = None, *, scale: str | None = None,
+                 names: Sequence[str] | None = None):
+        self.n, self.K, self.settings, self.scale = n, num_classes, None, scale
+
+    @property
+    def model_arg(self) -> str | None:
+        """What Bob names with --model to rebuild this code (None: nothing)."""
+        return None
 
     def prepare(self, dataset) -> bytes:
         return b""
 
     def load(self, model_bytes: bytes, x: torch.Tensor) -> None:
         pass
+
+    def start(self, x: torch.Tensor, num_threads: int = 1, parallel: bool = False) -> None:
+        """Before the first block, on both sides (a fresh state: the same object may encode, then decode)."""
+
+    def close(self) -> None:
+        """After the last block (or an error): stop worker processes."""
 
     def blocks(self) -> list[tuple[int, int]]:
         return [(0, self.n)]
@@ -71,31 +155,171 @@ class UniformCode:
     def bits(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> float:
         return uniform_bits(len(y), self.K)
 
+    def symbols(self, x, y_prefix: torch.Tensor, start: int, end: int, y_block: np.ndarray | None = None):
+        """One chunk: the block's labels under softmax(logits) (float64 -> float32)."""
+        logits = self.logits(x, y_prefix, start, end)
+        probs = coder.probabilities(logits)
+        labels = yield probs, y_block
+        return self.bits(logits, torch.from_numpy(labels), start), labels, probs
 
-class PrequentialCode(UniformCode):
-    """Algorithm 2: the first block uniform, then each block with the model trained on the labels before it."""
+    def reference_bits(self) -> float | None:
+        """Alice, after encoding: the codelength by the formula of the code's chapter on this run's numbers."""
+        return None
 
-    name = "prequential"
 
-    def __init__(self, n: int, num_classes: int, settings: dict):
-        super().__init__(n, num_classes)
-        d = dict(settings)
-        d.update(timesteps=tuple(prequential.check_timesteps(d["timesteps"], n)),
-                 temperature_range=tuple(d["temperature_range"]))
-        self.recipe = prequential.Recipe(**d)
-        self.settings = scales.as_params(self.recipe)
+def _recipe(settings: dict, n: int) -> prequential.Recipe:
+    """A Recipe from its JSON form (as in a result's params), timesteps checked against n."""
+    d = dict(settings)
+    d.update(timesteps=tuple(prequential.check_timesteps(d["timesteps"], n)),
+             temperature_range=tuple(d["temperature_range"]))
+    return prequential.Recipe(**d)
+
+
+class ChainCode(UniformCode):
+    """A code driven by prequential chains (:class:`Chains`, one per recipe of ``self.recipes``): blocks at the
+    recipes' timesteps; the first block uniform."""
+
+    per_epoch = False  # the chains return each epoch's logits (self-switch)
+
+    def __init__(self, n: int, num_classes: int, recipes: Sequence[dict], *, scale: str | None = None,
+                 names: Sequence[str] | None = None):
+        super().__init__(n, num_classes, scale=scale)
+        self.recipes = [_recipe(s, n) for s in recipes]
+        if len({r.timesteps for r in self.recipes}) != 1:
+            raise ValueError("the prequential chains of one code need the same timesteps (one transmission order)")
+        self.names = list(names) if names else [r.model for r in self.recipes]  # run names, e.g. mlp_warm
+        self.chains = None
+
+    @property
+    def recipe(self) -> prequential.Recipe:
+        return self.recipes[0]
+
+    @property
+    def model_arg(self) -> str:
+        return "-".join(self.names)
+
+    def start(self, x, num_threads: int = 1, parallel: bool = False) -> None:
+        self.chains = Chains(x, self.K, self.recipes, per_epoch=self.per_epoch, num_threads=num_threads,
+                             parallel=parallel)
+
+    def close(self) -> None:
+        if self.chains is not None:
+            self.chains.close()
 
     def blocks(self) -> list[tuple[int, int]]:
         steps = self.recipe.timesteps
         return [(0, steps[0]), *zip(steps[:-1], steps[1:])]
 
+
+class PrequentialCode(ChainCode):
+    """Algorithm 2: the first block uniform, then each block with the model trained on the labels before it
+    (the chain of any prequential Recipe: :class:`Chain`)."""
+
+    name = "prequential"
+
+    def __init__(self, n: int, num_classes: int, settings: dict, *, scale: str | None = None,
+                 names: Sequence[str] | None = None):
+        super().__init__(n, num_classes, [settings], scale=scale, names=names)
+        self.settings = scales.as_params(self.recipe)
+
     def logits(self, x, y_prefix, start: int, end: int) -> torch.Tensor:
         if start == 0:
             return super().logits(x, y_prefix, start, end)
-        return prequential.block_logits(x, y_prefix, end, self.K, self.recipe, "cpu")
+        return torch.from_numpy(self.chains.next_blocks(y_prefix, end)[0])
 
     def bits(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> float:
         return uniform_bits(len(y), self.K) if start == 0 else float(per_sample_bits(logits, y).sum())
+
+
+class SelfSwitchCode(PrequentialCode):
+    """App. E.2: per block, the epoch e in 0..E_s (E_s: epochs the block's training ran, which Bob finds by
+    retraining) as a uniform symbol, log2(E_s + 1) bits, then the labels with the calibrated model after epoch
+    e. Alice picks the e of fewest bits (switch.self_switch)."""
+
+    name = "self_switch"
+    per_epoch = True
+
+    def start(self, x, num_threads: int = 1, parallel: bool = False) -> None:
+        super().start(x, num_threads, parallel)
+        self.epoch_bits = []
+
+    def symbols(self, x, y_prefix, start: int, end: int, y_block: np.ndarray | None = None):
+        """Two chunks per block after the first: the epoch (uniform over E_s + 1), then the labels."""
+        if start == 0:
+            return (yield from super().symbols(x, y_prefix, start, end, y_block))
+        candidates = [torch.from_numpy(z) for z in self.chains.next_blocks(y_prefix, end)[0]]
+        best = None
+        if y_block is not None:
+            self.epoch_bits.append([float(per_sample_bits(z, torch.from_numpy(y_block)).sum()) for z in candidates])
+            best = np.array([int(np.argmin(self.epoch_bits[-1]))])
+        (epoch,) = yield coder.uniform_probabilities(1, len(candidates)), best
+        probs = coder.probabilities(candidates[epoch])
+        labels = yield probs, y_block
+        return math.log2(len(candidates)) + self.bits(candidates[epoch], torch.from_numpy(labels), start), labels, probs
+
+    def reference_bits(self) -> float:
+        return switch.self_switch(uniform_bits(self.recipe.timesteps[0], self.K), self.epoch_bits)[0]
+
+
+class SwitchWeights:
+    """The switch mixture's weights over M strategies (App. E.1), as switch.mixture_bits updates them (here in
+    linear space, float64): uniform 1/M at first; after label t = 1, 2, ... the posterior
+    w_m <- w_m p_m(y_t) / sum_m' w_m' p_m'(y_t), then the switch w_m <- (1 - a_t) w_m + a_t (1 - w_m) / (M - 1),
+    a_t = 1/(t + 1). The uniform strategy keeps every weight >= a_t / (M - 1) after a switch: no underflow."""
+
+    def __init__(self, num_strategies: int):
+        self.w, self.t = np.full(num_strategies, 1.0 / num_strategies), 0
+
+    def update(self, p_label: np.ndarray) -> None:
+        """After one label, with p_label[m] = p_m(y_t) (float64)."""
+        joint = self.w * p_label
+        w = joint / joint.sum()
+        self.t += 1
+        if len(w) > 1:
+            alpha = switch.switch_rate(self.t)
+            w = (1 - alpha) * w + alpha * (1 - w) / (len(w) - 1)
+        self.w = w
+
+
+class SwitchCode(ChainCode):
+    """App. E.1: each label under the mixture q_t = sum_m w_m p_m of the strategies' full predictive
+    distributions (the prequential chains of the models, then the uniform code), the weights updated after every
+    label (:class:`SwitchWeights`); Bob must decode y_t before he can update them, so blocks go label by label."""
+
+    name = "switch"
+
+    def __init__(self, n: int, num_classes: int, settings: dict, *, scale: str | None = None,
+                 names: Sequence[str] | None = None):
+        super().__init__(n, num_classes, settings["strategies"], scale=scale, names=names)
+        self.settings = {"strategies": [scales.as_params(r) for r in self.recipes], "uniform": True,
+                         "switch_rate": "1/(t+1)", "mixture": "float64, per label"}
+
+    def start(self, x, num_threads: int = 1, parallel: bool = False) -> None:
+        super().start(x, num_threads, parallel)
+        self.weights, self.strategy_bits = SwitchWeights(len(self.recipes) + 1), []
+
+    def strategy_probs(self, y_prefix, start: int, end: int) -> np.ndarray:
+        """(end - start, M, K) float64: each strategy's predictive distribution of each label of the block."""
+        uniform = np.full((end - start, self.K), 1.0 / self.K)
+        chains = [coder.softmax64(torch.from_numpy(z)) for z in self.chains.next_blocks(y_prefix, end)] if start else \
+            [uniform] * len(self.recipes)
+        return np.ascontiguousarray(np.stack([*chains, uniform], axis=1))
+
+    def symbols(self, x, y_prefix, start: int, end: int, y_block: np.ndarray | None = None):
+        """One chunk per label: the mixture q_t (float64, cast once), then the weights' update with y_t."""
+        probs = self.strategy_probs(y_prefix, start, end)
+        labels, q32, bits = np.empty(end - start, np.int64), np.empty((end - start, self.K), np.float32), 0.0
+        for i in range(end - start):
+            q64, q32[i] = coder.mixture_probabilities(self.weights.w, probs[i])
+            (labels[i],) = yield q32[i:i + 1], None if y_block is None else y_block[i:i + 1]
+            bits -= math.log2(q64[labels[i]])
+            self.weights.update(probs[i, :, labels[i]])
+        if y_block is not None:
+            self.strategy_bits.append(-np.log2(probs[np.arange(len(labels)), :, labels].T))
+        return bits, labels, q32
+
+    def reference_bits(self) -> float:
+        return float(switch.mixture_bits(np.hstack(self.strategy_bits)).sum())
 
 
 class TwoPartCode(UniformCode):
@@ -103,9 +327,14 @@ class TwoPartCode(UniformCode):
 
     name = "two_part"
 
-    def __init__(self, n: int, num_classes: int, settings: dict):
-        super().__init__(n, num_classes)
+    def __init__(self, n: int, num_classes: int, settings: dict, *, scale: str | None = None,
+                 names: Sequence[str] | None = None):
+        super().__init__(n, num_classes, scale=scale)
         self.settings, self.net = dict(settings), None
+
+    @property
+    def model_arg(self) -> str:
+        return self.settings["model"]
 
     def _model(self, x) -> torch.nn.Module:
         return build(self.settings["model"], tuple(x.shape[1:]), self.K, seed=self.settings["seed"])
@@ -132,47 +361,223 @@ class TwoPartCode(UniformCode):
         return float(per_sample_bits(logits, y).sum())
 
 
-CODE_CLASSES = {c.name: c for c in (UniformCode, PrequentialCode, TwoPartCode)}
+CODE_CLASSES = {c.name: c for c in (UniformCode, PrequentialCode, TwoPartCode, SwitchCode, SelfSwitchCode)}
+
+
+def switch_models(network: str) -> list[str]:
+    """The chained models of a mixture name: "switch-mlp-small_cnn-uniform" or "mlp-small_cnn" -> [mlp, small_cnn]."""
+    return [m for m in network.split("-") if m not in (switch.MIXTURE, "uniform")]
+
+
+def prequential_recipe(dataset: str, model: str, n: int, scale: str, seed: int = 0) -> prequential.Recipe:
+    """The prequential chapter's recipe of ``model`` at ``scale``, without the per-epoch records."""
+    return dataclasses.replace(prequential.settings(scale).recipe(dataset, model, n, seed), record_epochs=False)
 
 
 def code_for(code: str, dataset: str, n: int, num_classes: int, network: str | None, scale: str, seed: int = 0):
-    """The code object Alice uses at ``scale``: the prequential/two_part chapters' settings."""
+    """The code object of ``code`` at ``scale`` (the prequential/two_part chapters' settings); ``network``: the
+    model, or the mixture's models ("mlp-small_cnn" or "switch-mlp-small_cnn-uniform")."""
     if code not in CODE_CLASSES:
         raise ValueError(f"unknown code {code!r}; choose one of {', '.join(CODES)}")
     if code == "uniform":
-        return UniformCode(n, num_classes)
-    if network is None:
-        raise ValueError(f"the {code} code needs a model (--model), e.g. mlp")
-    if code == "prequential":
-        recipe = dataclasses.replace(prequential.settings(scale).recipe(dataset, network, n, seed), record_epochs=False)
-        return PrequentialCode(n, num_classes, scales.as_params(recipe))
-    s = two_part.settings(scale)
-    return TwoPartCode(n, num_classes, {"model": network, "seed": seed, "epochs": s.epochs, "lr": s.lr,
-                                        "batch_size": s.batch_size, "patience": s.patience,
-                                        "val_fraction": s.val_fraction})
+        return UniformCode(n, num_classes, scale=scale)
+    if not network:
+        raise ValueError(f"the {code} code needs a model (--model), e.g. " + ("mlp-small_cnn" if code == "switch"
+                                                                              else "mlp"))
+    if code == "two_part":
+        s = two_part.settings(scale)
+        return TwoPartCode(n, num_classes, {"model": network, "seed": seed, "epochs": s.epochs, "lr": s.lr,
+                                            "batch_size": s.batch_size, "patience": s.patience,
+                                            "val_fraction": s.val_fraction}, scale=scale)
+    names = switch_models(network)  # runs of the prequential chapter: architectures or recipe names (mlp_warm)
+    recipes = [scales.as_params(prequential_recipe(dataset, m, n, scale, seed)) for m in names]
+    if code == "switch":
+        return SwitchCode(n, num_classes, {"strategies": recipes}, scale=scale, names=names)
+    if len(recipes) != 1:
+        raise ValueError(f"the {code} code takes one model, got {network!r}")
+    return CODE_CLASSES[code](n, num_classes, recipes[0], scale=scale, names=names)
 
 
-def code_from_header(header: dict):
-    """Bob's code object, from what the file's header says."""
-    name, ds = header["code"], header["dataset"]
-    if name not in CODE_CLASSES:
-        raise CodingError(f"the file uses code {name!r}, which this mdl_utils cannot decode ({', '.join(CODES)})")
-    return CODE_CLASSES[name](ds["n"], ds["K"], header.get("settings"))
+def code_from_description(description: dict):
+    """Bob's code object from a self-describing file's JSON."""
+    inputs, model = description["inputs"], description.get("model")
+    return CODE_CLASSES[description["code"]](inputs["n"], inputs["K"], description["settings"],
+                                             scale=description["scale"], names=model.split("-") if model else None)
+
+
+def bob_code(header: coder.Header, dataset, model: str | None):
+    """The code Bob rebuilds: from the self-describing section, else from the header's code, scale and seed and
+    the ``model`` he names as Alice did."""
+    if header.description is not None:
+        return code_from_description(header.description)
+    if header.scale is None:
+        raise CodingError("the file was written with a custom recipe (no named scale) and no description; decode "
+                          "with Alice's code object, or ask Alice for a self-describing file (--describe)")
+    if model is None and header.code != "uniform":
+        example = "mlp-small_cnn" if header.code == "switch" else "mlp"
+        raise CodingError(f"the file holds a {header.code} code at scale={header.scale}: name its model as Alice "
+                          f"did, e.g. --model {example}")
+    try:
+        return code_for(header.code, dataset.name, header.n, dataset.K, model, header.scale, header.seed)
+    except ValueError as e:
+        raise CodingError(str(e)) from None
+
+
+# ------------------------------------------------------------ the header
+
+
+def environment(num_threads: int) -> dict:
+    """What Bob's software must share with Alice's for bit-identical models (hashed into the header)."""
+    return {"torch": torch.__version__, "constriction": version("constriction"), "mdl_utils": __version__,
+            "device": "cpu", "num_threads": int(num_threads), "format": coder.FORMAT_VERSION,
+            "quantization": QUANTIZATION}
+
+
+def inputs_description(dataset) -> dict:
+    """The inputs Bob must have (hashed into the header): name, split, size, order, K, SHA-256 of x."""
+    return {"name": dataset.name, "split": dataset.split, "n": dataset.n, "K": dataset.K,
+            "order_seed": dataset.seed, "inputs_sha256": digest(dataset.x)}
+
+
+def recipe_description(code) -> dict:
+    """The agreed settings of a code (hashed into the header): its name and its settings/recipes as JSON."""
+    return {"code": code.name, "settings": code.settings}
+
+
+def full_description(dataset, code, num_threads: int) -> dict:
+    """The self-describing section: recipe, scale, model (run) names, environment and inputs."""
+    return {**recipe_description(code), "scale": code.scale, "model": code.model_arg,
+            "environment": environment(num_threads), "inputs": inputs_description(dataset)}
+
+
+def make_header(dataset, code, num_threads: int, labels: np.ndarray, describe: bool = False) -> coder.Header:
+    """Alice's header: code, scale, dataset, n, seed, the three hashes, the labels' CRC (and the description)."""
+    d = full_description(dataset, code, num_threads)
+    return coder.Header(code.name, code.scale, dataset.name if dataset.name in coder.DATASET_IDS else None,
+                        dataset.n, dataset.seed, coder.short_hash(recipe_description(code), coder.HASH_BYTES["recipe"]),
+                        coder.short_hash(d["environment"], coder.HASH_BYTES["environment"]),
+                        coder.short_hash(d["inputs"], coder.HASH_BYTES["inputs"]), coder.labels_crc(labels),
+                        d if describe else None)
+
+
+def _differences(want: dict | None, have: dict) -> str:
+    """"key: <file's> in the file, <ours> here" for each key that differs (empty without a description)."""
+    if not want:
+        return ""
+    keys = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+    return "; ".join(f"{k}: {want.get(k)!r} in the file, {have.get(k)!r} here" for k in keys)
+
+
+def check_inputs(header: coder.Header, dataset) -> None:
+    """Refuse inputs other than Alice's (dataset, n, order seed, then the inputs hash) before decoding."""
+    if header.dataset is not None and dataset.name != header.dataset:
+        raise CodingError(f"wrong dataset: the file holds labels of {header.dataset!r}, not {dataset.name!r}; "
+                          f"decode with --dataset {header.dataset}")
+    for key, want, have in (("n", header.n, dataset.n), ("order_seed", header.seed, dataset.seed)):
+        if want != have:
+            raise CodingError(f"wrong inputs: the file was encoded with {key}={want}, the inputs given have "
+                              f"{key}={have}; load the dataset as the header says")
+    mine = inputs_description(dataset)
+    if coder.short_hash(mine, coder.HASH_BYTES["inputs"]) != header.inputs_hash:
+        which = _differences(header.description and header.description["inputs"], mine)
+        raise CodingError("wrong inputs: the hash of the inputs (dataset name, split, K, SHA-256 of the images) "
+                          f"differs from the encoder's{f' ({which})' if which else ''}; use the same dataset files "
+                          "(--data-root) and split")
+
+
+def _matching_model(header: coder.Header, dataset) -> str | None:
+    """The model (run) name whose recipe at the header's scale has the file's recipe hash (single-model codes)."""
+    if header.code in ("uniform", "switch") or header.scale is None:
+        return None
+    for model in [*ARCHITECTURES, *prequential.settings(header.scale).recipes]:
+        code = code_for(header.code, dataset.name, header.n, dataset.K, model, header.scale, header.seed)
+        if coder.short_hash(recipe_description(code), coder.HASH_BYTES["recipe"]) == header.recipe_hash:
+            return model
+    return None
+
+
+def check_recipe(header: coder.Header, code, dataset) -> None:
+    """Refuse a code other than Alice's (code name, then the recipe hash), saying what differs when possible."""
+    if code.name != header.code:
+        raise CodingError(f"wrong code: the file holds a {header.code} code, not {code.name}; decode with --code "
+                          f"{header.code}")
+    if coder.short_hash(recipe_description(code), coder.HASH_BYTES["recipe"]) == header.recipe_hash:
+        return
+    which = _differences(header.description and header.description["settings"], code.settings or {})
+    match = None if which else _matching_model(header, dataset)
+    hint = which or (f"it matches --model {match}" if match else "check --model, and that both sides run the same "
+                     "mdl_utils version (a scale's settings may have changed)")
+    raise CodingError(f"wrong recipe: the file's {header.code} code was written with other settings than "
+                      f"--model {code.model_arg} at scale={code.scale or 'custom'} gives; {hint}")
+
+
+def check_environment(header: coder.Header, num_threads: int) -> None:
+    """Refuse another torch/constriction/mdl_utils version, device or thread count (the environment hash)."""
+    mine = environment(num_threads)
+    size = coder.HASH_BYTES["environment"]
+    if coder.short_hash(mine, size) == header.environment_hash:
+        return
+    if header.description is not None:
+        raise CodingError(f"other environment: {_differences(header.description['environment'], mine)}; decode "
+                          "with the encoder's versions and thread count (--threads)")
+    for threads in range(1, 65):
+        if coder.short_hash(environment(threads), size) == header.environment_hash:
+            raise CodingError(f"wrong thread count: the file was written with {threads} torch thread(s), this "
+                              f"decoder runs {num_threads}; decode with --threads {threads}")
+    raise CodingError(f"other software: the file was written with another torch, constriction or mdl_utils version "
+                      f"or device (here: torch {mine['torch']}, constriction {mine['constriction']}, mdl_utils "
+                      f"{mine['mdl_utils']}, cpu); decode with the encoder's versions, or ask for a self-describing "
+                      "file (--describe) that names them")
 
 
 # ------------------------------------------------------------ encode, decode
 
 
+def _drive(block, rc: coder.RangeCoder, alice: bool):
+    """Run one block's symbol generator against the range coder: Alice encodes the symbols it yields, Bob
+    decodes them and sends them back. Returns the generator's (computed bits, labels, label probabilities)."""
+    try:
+        probs, symbols = next(block)
+        while True:
+            if alice:
+                rc.encode(symbols, probs)
+            else:
+                symbols = rc.decode(probs)
+            probs, symbols = block.send(symbols)
+    except StopIteration as done:
+        return done.value
+
+
+def _run(code, x: torch.Tensor, rc: coder.RangeCoder, n: int, num_classes: int, labels: np.ndarray | None, *,
+         num_threads: int, parallel: bool, progress: bool, desc: str):
+    """The one coding loop, block by block: Alice (``labels`` given) encodes, Bob (None) decodes.
+    Returns (labels, (n, K) float32 label probabilities, computed bits)."""
+    alice = labels is not None
+    out = labels.copy() if alice else np.full(n, -1, dtype=np.int64)
+    probs, computed = np.empty((n, num_classes), dtype=np.float32), 0.0
+    code.start(x, num_threads, parallel)
+    try:
+        for start, end in tqdm(code.blocks(), desc=desc, disable=not progress):
+            block = code.symbols(x, torch.from_numpy(out[:start].copy()), start, end,
+                                 out[start:end].copy() if alice else None)
+            bits, out[start:end], probs[start:end] = _drive(block, rc, alice)
+            computed += bits
+    finally:
+        code.close()
+    return out, probs, computed
+
+
 @dataclasses.dataclass
 class Encoded:
-    """What Alice wrote: the file's bytes, its header, the probabilities used, sizes and time."""
+    """What Alice wrote: the file's bytes and header, the label probabilities, sizes and time."""
 
     data: bytes
-    header: dict
+    header: coder.Header
     probs: np.ndarray              # (n, K) float32, the coder's input for every label
     codelength_bits: float         # the code's computed codelength sum -log2 p (float64), model bits included
-    model_bits: int                # bits of the model section (two_part)
-    payload_bits: int              # 32 * range-coder words
+    sections: dict[str, int]       # bits of each part of the file (coder.File.sections)
+    description: dict              # the full settings, environment and inputs (the self-describing section)
+    reference_bits: float | None   # the code's chapter formula on this run's numbers (switch, self_switch)
     seconds: float
 
     @property
@@ -180,88 +585,73 @@ class Encoded:
         return 8 * len(self.data)
 
     @property
+    def payload_bits(self) -> int:
+        return self.sections["payload"]
+
+    @property
+    def model_bits(self) -> int:
+        return self.sections.get("model", 0)
+
+    @property
     def header_bits(self) -> int:
-        """Everything in the file besides model and payload: prefix, header, lengths, CRC."""
+        """Everything in the file besides model and payload: header, CRC, lengths, description."""
         return self.file_bits - self.payload_bits - self.model_bits
+
+    @property
+    def description_bits(self) -> int:
+        """What the self-describing section adds (or added) to the file."""
+        return 8 * len(coder.section(coder.describe(self.description)))
 
 
 @dataclasses.dataclass
 class Decoded:
     labels: np.ndarray             # int64
     probs: np.ndarray              # (n, K) float32, as recomputed by Bob
-    header: dict
+    header: coder.Header
     seconds: float
 
 
-def _header(dataset, code, num_threads: int) -> dict:
-    header = {"code": code.name, "labels_sha256": coder.labels_fingerprint(dataset.y.numpy()),
-              "dataset": {"name": dataset.name, "split": dataset.split, "n": dataset.n, "K": dataset.K,
-                          "order_seed": dataset.seed, "inputs_sha256": digest(dataset.x)},
-              "num_threads": num_threads, "device": "cpu", "torch": torch.__version__,
-              "constriction": version("constriction"),
-              "quantization": "softmax float64 -> float32, constriction Categorical(perfect=False), 24-bit"}
-    if code.settings is not None:
-        header["settings"] = code.settings
-    return header
-
-
-def encode(dataset: data.Dataset, code, *, num_threads: int | None = 1, progress: bool = True) -> Encoded:
-    """Alice: write ``dataset.y`` with ``code`` (an object of :data:`CODE_CLASSES`) into the bytes of a file."""
+def encode(dataset: data.Dataset, code, *, num_threads: int | None = 1, describe: bool = False,
+           parallel: bool = False, progress: bool = True) -> Encoded:
+    """Alice: write ``dataset.y`` with ``code`` (an object of :data:`CODE_CLASSES`) into the bytes of a file;
+    ``describe``: add the self-describing section; ``parallel``: one process per prequential chain."""
     y = dataset.y.numpy().astype(np.int64)
-    header = _header(dataset, code, num_threads or torch.get_num_threads())
-    rc, probs, t0 = coder.RangeCoder(), np.empty((dataset.n, dataset.K), dtype=np.float32), time.perf_counter()
-    with torch_threads(num_threads):
+    threads = num_threads or torch.get_num_threads()
+    rc, t0 = coder.RangeCoder(), time.perf_counter()
+    with torch_threads(threads):
         model_bytes = code.prepare(dataset)
-        computed = 8.0 * len(model_bytes)
-        for start, end in tqdm(code.blocks(), desc=f"encode {dataset.name}/{code.name}", disable=not progress):
-            logits = code.logits(dataset.x, dataset.y[:start].clone(), start, end)
-            probs[start:end] = coder.probabilities(logits)
-            computed += code.bits(logits, dataset.y[start:end], start)
-            rc.encode(y[start:end], probs[start:end])
-    payload = rc.words()
-    return Encoded(data=coder.pack(header, payload, model_bytes), header=header, probs=probs,
-                   codelength_bits=computed, model_bits=8 * len(model_bytes), payload_bits=32 * len(payload),
-                   seconds=time.perf_counter() - t0)
+        _, probs, computed = _run(code, dataset.x, rc, dataset.n, dataset.K, y, num_threads=threads,
+                                  parallel=parallel, progress=progress, desc=f"encode {dataset.name}/{code.name}")
+    header = make_header(dataset, code, threads, y, describe)
+    data_ = coder.pack(header, rc.words(), model_bytes)
+    return Encoded(data=data_, header=header, probs=probs, codelength_bits=8.0 * len(model_bytes) + computed,
+                   sections=coder.unpack(data_).sections, description=full_description(dataset, code, threads),
+                   reference_bits=code.reference_bits(), seconds=time.perf_counter() - t0)
 
 
-def check_dataset(header: dict, dataset) -> None:
-    """Refuse to decode with inputs other than Alice's (name, split, size, order, SHA-256 of x)."""
-    want = header["dataset"]
-    if dataset.name != want["name"]:
-        raise CodingError(f"wrong dataset: the file holds labels of {want['name']!r}, not {dataset.name!r}; "
-                          f"decode with --dataset {want['name']}")
-    for key, have in (("split", dataset.split), ("n", dataset.n), ("K", dataset.K), ("order_seed", dataset.seed)):
-        if want[key] != have:
-            raise CodingError(f"wrong inputs: the file was encoded with {key}={want[key]!r}, the inputs given have "
-                              f"{key}={have!r}; load the dataset as the header says")
-    if digest(dataset.x) != want["inputs_sha256"]:
-        raise CodingError(f"wrong inputs: SHA-256 of the inputs differs from the encoder's ({want['inputs_sha256']}); "
-                          f"use the same {want['name']} files and order seed")
-
-
-def decode(data_: bytes, dataset: data.Dataset, *, progress: bool = True) -> Decoded:
+def decode(data_: bytes, dataset: data.Dataset, code=None, *, model: str | None = None, num_threads: int = 1,
+           parallel: bool = False, progress: bool = True) -> Decoded:
     """Bob: recover the labels from the file's bytes and the inputs ``dataset.x`` (never reads ``dataset.y``).
 
-    Checks the file (magic, version, length, CRC32), that ``dataset`` holds Alice's inputs, and after decoding
-    the SHA-256 of the labels.
+    The code is ``code``, else the file's description, else the header's code, scale and seed with ``model``.
+    Before decoding any label: the file (magic, version, CRC-32), the inputs, the recipe and the environment
+    (``num_threads`` included); after: the CRC-32 of the labels.
     """
-    header, model_bytes, payload = coder.unpack(data_)
-    check_dataset(header, dataset)
-    code, (n, k) = code_from_header(header), (header["dataset"]["n"], header["dataset"]["K"])
-    rc, t0 = coder.RangeCoder(payload), time.perf_counter()
-    probs, labels = np.empty((n, k), dtype=np.float32), np.empty(n, dtype=np.int64)
-    with torch_threads(header["num_threads"]):
-        code.load(model_bytes, dataset.x)
-        for start, end in tqdm(code.blocks(), desc=f"decode {header['dataset']['name']}/{code.name}",
-                               disable=not progress):
-            logits = code.logits(dataset.x, torch.from_numpy(labels[:start].copy()), start, end)
-            probs[start:end] = coder.probabilities(logits)
-            labels[start:end] = rc.decode(probs[start:end])
-    if coder.labels_fingerprint(labels) != header["labels_sha256"]:
-        raise CodingError("decoded labels fail the SHA-256 check: Bob's model differs from Alice's (other torch "
-                          f"version or thread count? the file was written with torch {header['torch']}, "
-                          f"{header['num_threads']} thread(s), on the CPU)")
-    return Decoded(labels=labels, probs=probs, header=header, seconds=time.perf_counter() - t0)
+    f = coder.unpack(data_)
+    check_inputs(f.header, dataset)
+    code = code if code is not None else bob_code(f.header, dataset, model)
+    check_recipe(f.header, code, dataset)
+    check_environment(f.header, num_threads)
+    rc, t0 = coder.RangeCoder(f.payload), time.perf_counter()
+    with torch_threads(num_threads):
+        code.load(f.model_bytes, dataset.x)
+        labels, probs, _ = _run(code, dataset.x, rc, f.header.n, dataset.K, None, num_threads=num_threads,
+                                parallel=parallel, progress=progress, desc=f"decode {dataset.name}/{code.name}")
+    if coder.labels_crc(labels) != f.header.labels_crc:
+        raise CodingError("decoded labels fail the CRC-32 check: Bob's models differ from Alice's although the "
+                          "versions and thread count agree (another CPU or BLAS build?); decode on a machine "
+                          "like the encoder's")
+    return Decoded(labels=labels, probs=probs, header=f.header, seconds=time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------- the chapter
@@ -269,23 +659,30 @@ def decode(data_: bytes, dataset: data.Dataset, *, progress: bool = True) -> Dec
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Per dataset, the codes written to a file and read back (``uniform``, ``<code>_<model>``), with the
-    settings of their chapters at the same scale; ``num_threads``: torch CPU threads of encoder and decoder
-    (recorded in the file; both must use the same)."""
+    """Per dataset, the codes written to a file and read back (``uniform``, ``<code>_<model>``,
+    ``switch-<model>-...-uniform``), with the settings of their chapters at the same scale; ``num_threads``:
+    torch CPU threads of encoder and decoder (both must use the same); ``parallel_chains``: one process per
+    prequential chain of the switch code."""
 
     num_threads: int = 1
+    parallel_chains: bool = True
     models: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: {
-        "mnist": ("uniform", "prequential_mlp", "prequential_vgg_mnist", "two_part_mlp"),
-        "cifar10": ("uniform", "prequential_mlp", "prequential_vgg_cifar"),
+        "mnist": ("uniform", "prequential_mlp", "prequential_vgg_mnist", "two_part_mlp",
+                  "switch-mlp-vgg_mnist-uniform", "self_switch_vgg_mnist"),
+        "cifar10": ("uniform", "prequential_mlp", "prequential_vgg_cifar", "switch-mlp-vgg_cifar-uniform",
+                    "self_switch_vgg_cifar"),
         "synthetic": ("uniform", "prequential_mlp")})
 
 
+_SMOKE = ("uniform", "prequential_mlp", "two_part_mlp", "switch-mlp-uniform", "self_switch_mlp")
 SCALES = {
-    "smoke": dict(models={"mnist": ("uniform", "prequential_mlp", "two_part_mlp"),
-                          "cifar10": ("uniform", "prequential_mlp"),
-                          "synthetic": ("uniform", "prequential_mlp", "two_part_mlp")}),
-    "cpu": dict(models={"mnist": ("uniform", "prequential_mlp", "two_part_mlp"), "cifar10": ("uniform",),
-                        "synthetic": ("uniform", "prequential_mlp")}),
+    "smoke": dict(parallel_chains=False, models={"mnist": _SMOKE, "cifar10": ("uniform", "prequential_mlp"),
+                                                 "synthetic": _SMOKE}),
+    # cifar10 at cpu scale, when its prequential recipes are settled: add "prequential_mlp",
+    # "switch-mlp-shallow-tinycnn-uniform" and "self_switch_<best model>" to its row.
+    "cpu": dict(models={"mnist": ("uniform", "prequential_mlp", "prequential_mlp_warm", "two_part_mlp",
+                                  "switch-mlp-small_cnn-uniform", "self_switch_small_cnn"),
+                        "cifar10": ("uniform",), "synthetic": ("uniform", "prequential_mlp")}),
 }
 
 
@@ -298,17 +695,35 @@ def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[
 
 
 def split_name(model: str) -> tuple[str, str | None]:
-    """"prequential_mlp" -> ("prequential", "mlp"); "uniform" -> ("uniform", None)."""
-    for code in CODES:
+    """"prequential_mlp" -> ("prequential", "mlp"); "switch-mlp-uniform" -> ("switch", "mlp");
+    "uniform" -> ("uniform", None)."""
+    if model.split("-")[0] == switch.MIXTURE:
+        return "switch", "-".join(switch_models(model)) or None
+    for code in ("uniform", "prequential", "two_part", "self_switch"):
         if model == code or model.startswith(code + "_"):
             return code, (model[len(code) + 1:] or None)
-    raise ValueError(f"unknown code in {model!r}; write uniform, prequential_<model> or two_part_<model>")
+    raise ValueError(f"unknown code in {model!r}; write uniform, prequential_<model>, two_part_<model>, "
+                     "self_switch_<model> or switch-<model>-...-uniform")
+
+
+def result_model(code) -> str:
+    """The chapter's model name of a code: uniform, <code>_<model>, switch-<model>-...-uniform."""
+    if code.name == "switch":
+        return switch.mixture_name(switch_models(code.model_arg))
+    return "uniform" if code.model_arg is None else f"{code.name}_{code.model_arg}"
+
+
+def chapter_counterpart(result: CodeResult) -> tuple[str, str] | None:
+    """(chapter, model) of the stored result whose codelength this file's computed codelength reproduces."""
+    code, network = result.params["code"], result.params["network"]
+    return {"prequential": ("prequential", network), "switch": ("switch", result.model),
+            "self_switch": ("switch", network)}.get(code)
 
 
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
             data_root: str | None = None) -> CodeResult:
     """Encode, write, read, decode and check the training labels of ``dataset`` with the code ``model``
-    (e.g. "prequential_mlp") on the CPU, as many labels as that code's chapter sends at ``scale``."""
+    (e.g. "prequential_mlp", "switch-mlp-uniform") on the CPU, as many labels as that code's chapter sends."""
     if device not in ("auto", "cpu"):
         raise ValueError("the coder runs on the CPU only (device='cpu'): GPU kernels are not bit-for-bit "
                          "reproducible for Bob")
@@ -316,55 +731,64 @@ def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str 
     n = (two_part.settings(scale) if code_name == "two_part" else prequential.settings(scale)).n_train
     train = data.load(dataset, "train", root=data_root, n=n, seed=seed)
     code = code_for(code_name, train.name, train.n, train.K, network, scale, seed)
+    s = settings(scale)
     with tempfile.TemporaryDirectory() as tmp:
-        return round_trip(train, code, scale=scale, path=Path(tmp) / "labels.mdl",
-                          num_threads=settings(scale).num_threads, progress=False)
+        return round_trip(train, code, scale=scale, path=Path(tmp) / "labels.mdl", num_threads=s.num_threads,
+                          parallel=s.parallel_chains, progress=False)
 
 
-def round_trip(dataset: data.Dataset, code, *, scale: str, path: str | Path | None = None,
-               num_threads: int | None = 1, progress: bool = True) -> CodeResult:
-    """Encode, (write, read,) decode, check; the CodeResult of chapter ``bytes``.
-
-    Raises CodingError when the decoded labels or probabilities differ from Alice's.
-    """
-    network = None if code.name == "uniform" else code.settings["model"]
+def round_trip(dataset: data.Dataset, code, *, scale: str, path: str | Path | None = None, num_threads: int = 1,
+               parallel: bool = False, progress: bool = True) -> CodeResult:
+    """Encode, (write, read,) decode, check; the CodeResult of chapter ``bytes``. Bob rebuilds the code from the
+    header and the model name when it has a named scale. Raises CodingError when the decoded labels or
+    probabilities differ from Alice's."""
     with Stopwatch() as sw:
-        enc = encode(dataset, code, num_threads=num_threads, progress=progress)
-        data_ = enc.data
-        if path is not None:
-            data_ = coder.read(coder.write(path, data_))
-        dec = decode(data_, dataclasses.replace(dataset, y=torch.full_like(dataset.y, -1)), progress=progress)
+        enc = encode(dataset, code, num_threads=num_threads, parallel=parallel, progress=progress)
+        data_ = coder.read(coder.write(path, enc.data)) if path is not None else enc.data
+        bob = dataclasses.replace(dataset, y=torch.full_like(dataset.y, -1))
+        dec = decode(data_, bob, None if code.scale else code, model=code.model_arg, num_threads=num_threads,
+                     parallel=parallel, progress=progress)
     labels_ok = bool(np.array_equal(dec.labels, dataset.y.numpy()))
     probs_ok = bool(np.array_equal(dec.probs, enc.probs))
     if not (labels_ok and probs_ok):
         raise CodingError(f"round trip failed: labels equal {labels_ok}, probabilities equal {probs_ok}")
+    return _result(dataset, code, enc, dec, scale, parallel, sw)
+
+
+def _result(dataset, code, enc: Encoded, dec: Decoded, scale: str, parallel: bool, sw) -> CodeResult:
+    """The chapter's CodeResult of a checked round trip: the file size is the codelength; parts split it."""
+    payload_overhead = enc.payload_bits + enc.model_bits - enc.codelength_bits
+    described = enc.header.description is not None
+    reference = enc.codelength_bits if enc.reference_bits is None else enc.reference_bits
     return CodeResult(
-        code="bytes", dataset=dataset.name, model="uniform" if network is None else f"{code.name}_{network}",
-        scale=scale, n=dataset.n, K=dataset.K, seed=dataset.seed or 0, codelength_bits=float(enc.file_bits),
-        parts={"computed_codelength_bits": enc.codelength_bits, "model_bits": float(enc.model_bits),
-               "payload_bits": float(enc.payload_bits), "header_bits": float(enc.header_bits),
+        code="bytes", dataset=dataset.name, model=result_model(code), scale=scale, n=dataset.n, K=dataset.K,
+        seed=dataset.seed or 0, codelength_bits=float(enc.file_bits),
+        parts={"computed_codelength_bits": enc.codelength_bits, "reference_codelength_bits": float(reference),
+               "model_bits": float(enc.model_bits), "payload_bits": float(enc.payload_bits),
+               "header_bits": float(enc.header_bits), "fixed_header_bits": float(enc.sections["header"]),
+               "self_describing_header_bits": float(enc.header_bits + (0 if described else enc.description_bits)),
                "file_bytes": float(len(enc.data)), "file_bits": float(enc.file_bits),
-               "overhead_bits": enc.file_bits - enc.codelength_bits,
-               "payload_overhead_bits": enc.payload_bits + enc.model_bits - enc.codelength_bits},
-        params={"code": code.name, "network": network, "encode_seconds": enc.seconds, "decode_seconds": dec.seconds,
-                "round_trip_labels_equal": labels_ok, "round_trip_probabilities_equal": probs_ok,
-                "num_threads": enc.header["num_threads"], "format_version": coder.FORMAT_VERSION,
-                "header": enc.header},
+               "overhead_bits": enc.file_bits - enc.codelength_bits, "payload_overhead_bits": payload_overhead},
+        params={"code": code.name, "network": code.model_arg, "encode_seconds": enc.seconds,
+                "decode_seconds": dec.seconds, "round_trip_labels_equal": True,
+                "round_trip_probabilities_equal": True, "num_threads": enc.description["environment"]["num_threads"],
+                "parallel_chains": parallel, "format_version": coder.FORMAT_VERSION, "header": enc.description},
         provenance=provenance(device="cpu", stopwatch=sw, data_source=dataset.source),
-        note=("codelength_bits is the actual file size (header included); parts.computed_codelength_bits is the "
-              "code's bound sum -log2 p; labels and Bob's probabilities checked equal to Alice's"),
+        note=("codelength_bits is the actual file size (compact header included); parts.computed_codelength_bits "
+              "is the code's bound sum -log2 p; labels and Bob's probabilities checked equal to Alice's"),
     )
 
 
 def summary(enc: Encoded) -> str:
     """One line per quantity, for the command line."""
-    n = enc.header["dataset"]["n"]
+    n, d = enc.header.n, enc.description
     return "\n".join([
-        f"code {enc.header['code']} on {enc.header['dataset']['name']} ({n:,} labels, K={enc.header['dataset']['K']})",
+        f"code {enc.header.code} on {d['inputs']['name']} ({n:,} labels, K={d['inputs']['K']})",
         f"computed codelength: {enc.codelength_bits:,.1f} bits ({enc.codelength_bits / n:.4f} bits/label)",
         f"file: {len(enc.data):,} bytes = {enc.file_bits:,} bits ({enc.file_bits / n:.4f} bits/label): payload "
-        f"{enc.payload_bits:,}, model {enc.model_bits:,}, header {enc.header_bits:,} bits",
+        f"{enc.payload_bits:,}, model {enc.model_bits:,}, header {enc.header_bits:,} bits"
+        + ("" if enc.header.description else f" ({enc.header_bits + enc.description_bits:,} self-describing)"),
         f"overhead: {enc.file_bits - enc.codelength_bits:+,.1f} bits (payload alone "
         f"{enc.payload_bits + enc.model_bits - enc.codelength_bits:+,.1f})",
-        f"encode time: {enc.seconds:.2f} s ({enc.header['num_threads']} torch thread(s))",
+        f"encode time: {enc.seconds:.2f} s ({d['environment']['num_threads']} torch thread(s))",
     ])
