@@ -7,7 +7,7 @@ SCALE  ?= cpu
 NB     ?= notebooks/01_uniform.md
 ARGS   ?=
 
-.PHONY: book test run bench clean venv screenshots
+.PHONY: book test run bench clean venv screenshots paper
 
 venv: $(STAMP)
 
@@ -25,6 +25,9 @@ test: $(STAMP)  ## the whole test suite (unit tests, smoke runs, nbval, the book
 
 run: $(STAMP)   ## make run NB=notebooks/01_uniform.md SCALE=cpu ARGS="-p seed 1"
 	$(PY) -m mdl_utils.run $(NB) --scale $(SCALE) $(ARGS)
+
+paper: $(STAMP) ## the paper-scale jobs (docs/PAPER_SCALE.md): make paper ARGS="--only mnist/prequential --budget 600"
+	$(PY) -m mdl_utils.jobs run --scale paper $(ARGS)
 
 bench: $(STAMP) ## throughput and wall-time tables
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
