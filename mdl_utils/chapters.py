@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from . import codes, data, models, results
 from .results import CodeResult
@@ -34,19 +35,34 @@ def rerun_command(chapter: str, scale: str, **params: Any) -> str:
 
 def get(chapter: str, dataset: str, model: str, scale: str, *, recompute: bool = False, seed: int = 0,
         device: str = "auto", data_root: str | None = None) -> CodeResult | None:
-    """The stored result of ``model`` on ``dataset`` at ``scale``; computed and stored first when ``recompute``."""
+    """The stored result of ``model`` on ``dataset`` at ``scale``; computed and stored first when ``recompute``.
+
+    A damaged or foreign results file raises ResultFileError naming the file and the fix (results.load)."""
     if recompute:
-        result = codes.chapter(chapter).module.compute(dataset, model, scale, seed=seed, device=device,
-                                                       data_root=data_root)
-        results.save(result, chapter)
+        with data.clamp_log() as clamped:
+            result = codes.chapter(chapter).module.compute(dataset, model, scale, seed=seed, device=device,
+                                                           data_root=data_root)
+        results.save(state_clamps(result, clamped), chapter)
         return result
-    path = results.result_path(chapter, dataset, model, scale, code=code_of(chapter, model), seed=seed)
+    code = code_of(chapter, model)
+    path = results.result_path(chapter, dataset, model, scale, code=code, seed=seed)
     if path.exists():
-        return results.load_file(path)
+        return results.load(chapter, dataset, model, scale, code=code, seed=seed)
     params = {"datasets": [dataset], "models": [model], **({"seed": seed} if seed else {})}
     print(f"Not computed yet: {dataset} / {model} at scale={scale} ({path.name}). Compute it with:\n"
           f"  {rerun_command(chapter, scale, **params)}")
     return None
+
+
+def state_clamps(result: CodeResult, clamped: Sequence[dict]) -> CodeResult:
+    """``result`` with the loads that got fewer samples than the scale asked for (data.clamp_log: a small image
+    folder) stated in its params (``n_clamped``) and its note."""
+    seen = sorted({(c["split"], c["asked"], c["used"]) for c in clamped})
+    if seen:
+        result.params["n_clamped"] = [{"split": sp, "asked": a, "used": u} for sp, a, u in seen]
+        words = "; ".join(f"{sp} split: all {u} samples, the scale asks for {a}" for sp, a, u in seen)
+        result.note = f"{result.note} [{words}]".strip()
+    return result
 
 
 def runs(chapter: str, dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
@@ -62,12 +78,27 @@ def get_all(chapter: str, datasets: Sequence[str], models: Sequence[str] | None,
             for dataset in datasets for ds, m in runs(chapter, dataset, scale, models)}
 
 
+def architecture(entry: str) -> str | None:
+    """The network a name holds: the name itself ("mlp"), the longest architecture within a code's or a recipe's
+    name ("prequential_mlp", "two_part_vgg_mnist", "mlp_warm"), or None for a code without one ("uniform")."""
+    parts = entry.split("_")
+    spans = sorted(((i, j) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)), key=lambda s: s[0] - s[1])
+    return next(("_".join(parts[i:j]) for i, j in spans if "_".join(parts[i:j]) in models.ARCHITECTURES), None)
+
+
+def fits(entry: str, shape: tuple[int, ...]) -> bool:
+    """Whether every network of a models-table entry accepts inputs of ``shape`` (a mixture names several:
+    "switch-mlp-small_cnn-uniform"); an entry without a network fits any input."""
+    return all(models.fits(net, shape) for net in map(architecture, entry.split("-")) if net is not None)
+
+
 def models_for(dataset: str, table: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
     """A chapter's default models for ``dataset``: its row of ``table`` (keyed mnist, cifar10, synthetic), or,
     for a dataset the table does not name (an image folder), the row of the dataset of the same input kind
-    (1-channel images: mnist, 3-channel: cifar10, vectors: synthetic), keeping the models that fit its inputs."""
+    (1-channel images: mnist, 3-channel: cifar10, vectors: synthetic), keeping the entries whose networks fit
+    its inputs (and those without a network, e.g. the bytes chapter's "uniform")."""
     if dataset in table:
         return tuple(table[dataset])
     shape = tuple(data.load(dataset, "train", n=1).x.shape[1:])
     kind = "synthetic" if len(shape) != 3 else ("mnist" if shape[0] == 1 else "cifar10")
-    return tuple(m for m in table.get(kind, ()) if models.fits(m, shape))
+    return tuple(m for m in table.get(kind, ()) if fits(m, shape))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +42,18 @@ def fingerprint(settings: dict[str, Any], dataset, code_version: int) -> str:
 
 
 class Checkpoint:
-    """Finished units (dicts keyed by ``key``) of one run, kept in a JSON file (None: in memory only)."""
+    """Finished units (dicts keyed by ``key``) of one run, kept in a JSON file (None: in memory only), with the
+    run's ``total`` number of units and a ``label`` (e.g. "mnist/mlp") for progress messages."""
 
-    def __init__(self, path: str | Path | None, fingerprint_: str, key: str = "t_start", total: int | None = None):
+    def __init__(self, path: str | Path | None, fingerprint_: str, key: str = "t_start", total: int | None = None,
+                 label: str | None = None):
         self.path = Path(path) if path else None
-        self.fingerprint, self.key, self.units, self.total = fingerprint_, key, {}, total
+        self.fingerprint, self.key, self.units, self.total, self.label = fingerprint_, key, {}, total, label
         if self.path is not None and self.path.is_file():
-            try:
-                state = json.loads(self.path.read_text())
-            except (OSError, json.JSONDecodeError):
-                state = {}
+            state = read_state(self.path)
             if state.get("fingerprint") == fingerprint_:
                 self.units = {u[key]: u for u in state.get("units", [])}
+                print(f"resuming after {describe(self.path)} ({self.path})")
             else:
                 print(f"checkpoint {self.path} belongs to other settings, data or code; starting afresh")
 
@@ -67,8 +68,48 @@ class Checkpoint:
         self.units[unit[self.key]] = unit
         if self.path is not None:
             units = [self.units[k] for k in sorted(self.units)]
-            write_json_atomic(self.path, {"fingerprint": self.fingerprint, "total": self.total, "units": units})
+            write_json_atomic(self.path, {"fingerprint": self.fingerprint, "label": self.label, "total": self.total,
+                                          "units": units})
 
     def remove(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+def read_state(path: Path) -> dict:
+    """A checkpoint file's content; {} when it is unreadable or not a JSON object (then it is never resumed)."""
+    try:
+        state = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def describe(path: Path, labels: Mapping[str, str] | None = None) -> str:
+    """'block s of S of <dataset>/<model>' of a checkpoint file: its finished units, its total and its label
+    (else ``labels[file stem]``, else the stem)."""
+    state = read_state(path)
+    name = state.get("label") or (labels or {}).get(path.stem) or path.stem
+    return f"block {len(state.get('units', []))} of {state.get('total') or '?'} of {name}"
+
+
+def pending(folder: str | Path, labels: Mapping[str, str]) -> list[str]:
+    """:func:`describe` of the checkpoints in ``folder/.partial`` that belong to runs named in ``labels``."""
+    return [describe(p, labels) for p in sorted(Path(folder).glob(".partial/*.json")) if p.stem in labels]
+
+
+def interruption_message(folder: str | Path, since: float, labels: Mapping[str, str] | None = None) -> str:
+    """One line for a chapter run interrupted (Ctrl-C) after ``since`` (a time.time()), from what it left in its
+    results ``folder`` (``results/<chapter>``): the newest checkpoint written since then (``.partial/*.json``),
+    else the results stored since then, else that nothing was stored."""
+    folder = Path(folder)
+    fresh = [p for p in folder.glob(".partial/*.json") if p.stat().st_mtime >= since]
+    if fresh:
+        newest = max(fresh, key=lambda p: p.stat().st_mtime)
+        return f"interrupted after {describe(newest, labels)}; rerun the same command to resume"
+    stored = sorted((p for p in [*folder.glob("*.json"), *folder.glob("*/*.json")]
+                     if ".partial" not in p.parts and p.stat().st_mtime >= since), key=lambda p: p.stat().st_mtime)
+    if stored:
+        return (f"interrupted after storing {len(stored)} result(s), the last {stored[-1]}; rerun the same command "
+                f"to compute the chapter")
+    return "interrupted; nothing was stored"

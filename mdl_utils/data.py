@@ -3,17 +3,20 @@
 ``load(name, split, root=None, n=None, seed=0)`` returns a :class:`Dataset` in
 transmission order: a permutation of the split drawn from ``seed`` (the
 paper's Algorithm 2 sends the samples in a random order agreed in advance),
-truncated to the first ``n`` samples.
+truncated to the first ``n`` samples (all of the split when ``n`` exceeds it:
+a scale's n_train on a small image folder; :func:`clamp_log` reports it).
 
 Names: ``mnist``, ``cifar10``, ``folder:<path>`` (a torchvision ImageFolder
-tree, ``<path>/<split>/<class>/*`` or ``<path>/<class>/*``) and ``synthetic``
+tree, ``<path>/<split>/<class>/*`` or ``<path>/<class>/*``, with at least two
+classes; both splits are labelled by the train split's classes) and ``synthetic``
 (Gaussian inputs with labels drawn from a fixed random softmax teacher, so
 the true codelength -log2 p(y|x) of every label is known).
 
 Where the files are: the ``root`` argument, else ``MDL_DATA``, else
 ``~/.cache/mdl_utils/data`` (``MDL_CACHE`` moves the cache). MNIST and
 CIFAR-10 are downloaded by torchvision when missing and online. Decoded image
-folders are cached as ``.npz`` under the cache folder, never in the project.
+folders are cached as ``.npz`` under the cache folder, never in the project,
+keyed by the class list and each file's path, size, mtime, ctime and inode.
 
 Data packs carry a whole dataset in one file, e.g. to a remote machine:
 ``python -m mdl_utils.data pack DEST [--root ROOT] [--datasets mnist cifar10]``
@@ -45,6 +48,7 @@ file repeats, so the CIFAR-10 pack is about 18 MiB instead of 53.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import gzip
@@ -105,6 +109,7 @@ class Dataset:
     seed: int | None
     indices: np.ndarray
     true_bits: np.ndarray | None = None
+    n_asked: int | None = None  # the n asked for when it exceeded the split (then all of the split was loaded)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -229,22 +234,36 @@ def _load_cifar10(split: str, root: Path, download: bool):
     return _cifar10_arrays(ds, f"CIFAR-10 downloaded by torchvision into {folder.resolve()}")
 
 
-def _folder_fingerprint(files: list[Path]) -> str:
-    h = hashlib.sha1()
+def _folder_fingerprint(classes: list[str], files: list[Path]) -> str:
+    """Key of a folder's decoded arrays: the class list and, per file, its path, size, mtime, ctime and inode.
+
+    A file moved between class folders changes its path; rewritten content changes the ctime even when the
+    size and the mtime are kept (``cp -p``, ``touch -r``); a new empty class folder changes the labels.
+    """
+    h = hashlib.sha1(json.dumps(classes).encode())
     for f in files:
         st = f.stat()
-        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}\n".encode())
     return h.hexdigest()[:16]
 
 
-def _list_image_folder(folder: Path) -> tuple[list[str], list[Path], list[int]]:
-    """(classes, files, labels) of an ImageFolder tree ``<folder>/<class>/<image>``, in load order."""
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
+def _list_image_folder(folder: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], list[int]]:
+    """(classes, files, labels) of an ImageFolder tree ``<folder>/<class>/<image>``, in load order.
+
+    ``classes``: the class list to label by (a folder dataset's test split uses its train split's), else the
+    sorted sub-folders; a sub-folder outside ``classes`` is an error (its label would mean another class).
+    """
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
         raise DataUnavailableError(f"{folder} has no class sub-folders; expected the ImageFolder layout <folder>/<class>/<image>")
+    classes = found if classes is None else list(classes)
+    extra = sorted(set(found) - set(classes))
+    if extra:
+        raise DataUnavailableError(f"{folder} has class folders {extra} that the training split lacks "
+                                   f"(its classes: {classes}); give both splits the same class folders")
     files, labels = [], []
     for k, c in enumerate(classes):
-        for f in sorted((folder / c).iterdir()):
+        for f in sorted((folder / c).iterdir()) if (folder / c).is_dir() else []:
             if f.suffix.lower() in IMAGE_SUFFIXES:
                 files.append(f)
                 labels.append(k)
@@ -293,9 +312,32 @@ def _load_image_folder(folder: Path):
     """Decode an ImageFolder tree (``<folder>/<class>/<image>``), caching the arrays as .npz."""
     folder = folder.resolve()
     classes, files, file_labels = _list_image_folder(folder)
-    images, labels = _cached_arrays(f"folder-{_folder_fingerprint(files)}",
+    images, labels = _cached_arrays(f"folder-{_folder_fingerprint(classes, files)}",
                                     lambda: (_decode_images(files, files), np.asarray(file_labels, np.int64)))
     return images, labels, classes, f"image folder {folder}"
+
+
+def _folder_split(name: str, split: str) -> tuple[Path, list[str]]:
+    """(folder to read, its class list) of ``split`` of the dataset ``folder:<path>``: ``<path>/<split>`` when
+    it exists, else (train only) ``<path>`` itself; classes are always those of the train split, so that a
+    label means the same class in both splits. At least two classes, or no code has anything to send."""
+    root = Path(name.split(":", 1)[1]).expanduser()
+    if not root.is_dir():
+        raise DataUnavailableError(f"image folder {root} does not exist; give folder:<path> of a folder holding "
+                                   f"<class>/<image> or train/<class>/<image>")
+    train = root / "train" if (root / "train").is_dir() else root
+    if (root / split).is_dir():
+        folder = root / split
+    elif split == "train":
+        folder = root
+    else:
+        raise DataUnavailableError(f"{root} has no {split}/ sub-folder; the {split} split of a folder dataset "
+                                   f"lives in <path>/{split}/<class>/*")
+    classes = sorted(p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) == 1:
+        raise DataUnavailableError(f"{train} has one class folder ({classes[0]!r}); labels of one class carry no "
+                                   f"information, a code needs K >= 2: add a sub-folder per class")
+    return folder, classes or None
 
 
 # ------------------------------------------------------------------- packs
@@ -338,10 +380,10 @@ def _corrupt_pack(path: Path, why: object) -> DataUnavailableError:
 
 
 @functools.lru_cache(maxsize=8)
-def _verified_manifest(path: str, stamp: tuple[int, int]) -> dict:
+def _verified_manifest(path: str, stamp: tuple[int, ...]) -> dict:
     """The manifest of the pack at ``path`` after checking the checksum and every member's SHA-256.
 
-    ``stamp`` (size, mtime) keys the check, so it runs once per process and file version.
+    ``stamp`` (size, mtime, ctime, inode) keys the check, so it runs once per process and file version.
     """
     try:
         with zipfile.ZipFile(path) as z:
@@ -366,7 +408,7 @@ def _load_pack(dataset: str, split: str, path: Path):
     """``split`` of ``dataset`` decoded from the data pack at ``path``, as the loaders return it."""
     path = path.resolve()
     st = path.stat()
-    manifest = _verified_manifest(str(path), (st.st_size, st.st_mtime_ns))
+    manifest = _verified_manifest(str(path), (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
     if manifest["dataset"] != dataset:
         raise DataUnavailableError(f"{path} packs {manifest['dataset']!r}, not {dataset!r}; "
                                    f"re-run `python -m mdl_utils.data pack {path.parent} --datasets {dataset}`")
@@ -511,34 +553,55 @@ def _load_synthetic(split: str):
     return x.float().numpy(), y.numpy(), [str(c) for c in range(SYNTHETIC_CLASSES)], source, true_bits
 
 
+def _standardize(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 images (N, C, H, W) as float32 (x / 255 - mean) / std per channel."""
+    x = torch.from_numpy(images).float().div_(255.0)
+    return x.sub_(torch.tensor(mean).view(1, -1, 1, 1)).div_(torch.tensor(std).view(1, -1, 1, 1))
+
+
 @functools.lru_cache(maxsize=8)
 def _load_split(name: str, split: str, root: str, download: bool):
-    """Full split in file order, memoized per process: (x float32, y, classes, source, true_bits)."""
-    true_bits = None
+    """Full split of mnist, cifar10 or synthetic in file order, memoized per process:
+    (x float32, y, classes, source, true_bits)."""
     if name == "synthetic":
         x, y, classes, source, true_bits = _load_synthetic(split)
         return torch.from_numpy(x), torch.from_numpy(y), classes, source, true_bits
-    if name == "mnist":
-        images, y, classes, source = _load_mnist(split, Path(root), download)
-        mean, std = NORMALIZATION["mnist"]
-    elif name == "cifar10":
-        images, y, classes, source = _load_cifar10(split, Path(root), download)
-        mean, std = NORMALIZATION["cifar10"]
-    else:  # folder:<path>
-        path = Path(name.split(":", 1)[1]).expanduser()
-        if (path / split).is_dir():
-            path = path / split
-        elif split != "train":
-            raise DataUnavailableError(f"{path} has no {split}/ sub-folder; the {split} split of a folder dataset "
-                                       f"lives in <path>/{split}/<class>/*")
-        if not path.is_dir():
-            raise DataUnavailableError(f"image folder {path} does not exist")
-        images, y, classes, source = _load_image_folder(path)
+    loader = _load_mnist if name == "mnist" else _load_cifar10
+    images, y, classes, source = loader(split, Path(root), download)
+    return _standardize(images, *NORMALIZATION[name]), torch.from_numpy(y), classes, source, None
+
+
+_FOLDER_MEMO: dict[str, tuple] = {}  # fingerprint of a folder's files -> _load_split's tuple
+
+
+def _load_folder_split(name: str, split: str):
+    """:func:`_load_split` for ``folder:<path>``, memoized per process by the fingerprint of its files, so that
+    a folder changed while the process runs (a notebook kernel) is read again."""
+    folder, classes = _folder_split(name, split)
+    folder = folder.resolve()
+    classes, files, labels = _list_image_folder(folder, classes)
+    key = _folder_fingerprint(classes, files)
+    if key not in _FOLDER_MEMO:
+        images, y = _cached_arrays(f"folder-{key}", lambda: (_decode_images(files, files),
+                                                             np.asarray(labels, np.int64)))
+        _check_same_shape(name, split, images.shape[1:])
         c = images.shape[1]
-        mean, std = (FOLDER_NORMALIZATION[0],) * c, (FOLDER_NORMALIZATION[1],) * c
-    x = torch.from_numpy(images).float().div_(255.0)
-    x.sub_(torch.tensor(mean).view(1, -1, 1, 1)).div_(torch.tensor(std).view(1, -1, 1, 1))
-    return x, torch.from_numpy(y), classes, source, true_bits
+        x = _standardize(images, (FOLDER_NORMALIZATION[0],) * c, (FOLDER_NORMALIZATION[1],) * c)
+        if len(_FOLDER_MEMO) >= 8:
+            _FOLDER_MEMO.clear()
+        _FOLDER_MEMO[key] = (x, torch.from_numpy(y), classes, f"image folder {folder}", None)
+    return _FOLDER_MEMO[key]
+
+
+def _check_same_shape(name: str, split: str, shape: tuple[int, ...]) -> None:
+    """A folder's test images must have the train images' channels and size (a model takes one input shape)."""
+    if split == "train":
+        return
+    train = tuple(_load_folder_split(name, "train")[0].shape[1:])
+    if tuple(shape) != train:
+        (c, h, w), (c0, h0, w0) = shape, train
+        raise DataUnavailableError(f"{name}: the {split} images are {w}x{h} with {c} channel(s) but the train "
+                                   f"images are {w0}x{h0} with {c0}; give both splits images of one size and mode")
 
 
 def transmission_order(size: int, seed: int | None) -> np.ndarray:
@@ -547,6 +610,35 @@ def transmission_order(size: int, seed: int | None) -> np.ndarray:
         return np.arange(size)
     g = torch.Generator().manual_seed(int(seed))
     return torch.randperm(size, generator=g).numpy()
+
+
+_CLAMP_LOGS: list[list[dict]] = []  # open clamp_log() blocks
+
+
+@contextlib.contextmanager
+def clamp_log():
+    """``with clamp_log() as clamped: ...``: the loads in the block that asked for more samples than their
+    split has (dicts: dataset, split, asked, used), so that a caller can state it in a result's params."""
+    log: list[dict] = []
+    _CLAMP_LOGS.append(log)
+    try:
+        yield log
+    finally:
+        _CLAMP_LOGS.remove(log)
+
+
+def _sample_count(name: str, split: str, n: int | None, size: int) -> int:
+    """How many samples a load of ``n`` gives: all ``size`` of the split for None or for more than it has (a
+    scale's n_train above a small folder; logged for :func:`clamp_log`), else ``n``; ValueError for n < 1."""
+    if n is None:
+        return size
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer number of samples (at most the {size} of {name}, "
+                         f"{split} split), got {n!r}")
+    if n > size:
+        for log in _CLAMP_LOGS:
+            log.append({"dataset": name, "split": split, "asked": int(n), "used": size})
+    return min(int(n), size)
 
 
 def load(
@@ -559,7 +651,9 @@ def load(
 ) -> Dataset:
     """Load ``split`` of dataset ``name`` in the transmission order drawn from ``seed``, first ``n`` samples.
 
-    ``download=None`` downloads missing MNIST/CIFAR-10 files unless ``MDL_OFFLINE`` is set.
+    ``n`` larger than the split (a scale's n_train above a small image folder) loads the whole split;
+    ``Dataset.n_asked`` and the source say so. ``download=None`` downloads missing MNIST/CIFAR-10 files unless
+    ``MDL_OFFLINE`` is set.
     """
     if not isinstance(name, str) or not (name in ("mnist", "cifar10", "synthetic") or name.startswith("folder:")):
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(NAMES)}")
@@ -567,26 +661,19 @@ def load(
         raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
     if download is None:
         download = not os.environ.get("MDL_OFFLINE")
-    x, y, classes, source, true_bits = _load_split(name, split, str(data_root(root)), bool(download))
+    if name.startswith("folder:"):
+        x, y, classes, source, true_bits = _load_folder_split(name, split)
+    else:
+        x, y, classes, source, true_bits = _load_split(name, split, str(data_root(root)), bool(download))
     size = int(y.shape[0])
-    if n is None:
-        n = size
-    if int(n) != n or not 0 < n <= size:
-        raise ValueError(f"n must be an integer in 1..{size} for {name}/{split}, got {n!r}")
-    order = transmission_order(size, seed)[: int(n)]
+    count = _sample_count(name, split, n, size)
+    asked = int(n) if count < (n or 0) else None
+    if asked:
+        source += f"; all {size} samples of the {split} split (n = {asked} was asked)"
+    order = transmission_order(size, seed)[:count]
     idx = torch.from_numpy(order)
-    return Dataset(
-        name=name,
-        split=split,
-        x=x[idx],
-        y=y[idx],
-        K=len(classes),
-        classes=list(classes),
-        source=source,
-        seed=seed,
-        indices=order,
-        true_bits=None if true_bits is None else true_bits[order],
-    )
+    return Dataset(name=name, split=split, x=x[idx], y=y[idx], K=len(classes), classes=list(classes), source=source,
+                   seed=seed, indices=order, true_bits=None if true_bits is None else true_bits[order], n_asked=asked)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,10 @@ when its code is the chapter's own, and at
 ``results/<chapter>/<code>/<dataset>-<model>-<scale>.json`` otherwise (e.g. the
 held-out Shannon curves of the uniform chapter, the self-switch codes of the
 switch chapter). Arrays that belong to a result (per-sample codelengths) sit
-beside it as ``<stem>.<name>.npy``. Files are written atomically (temp file +
+beside it as ``<stem>.<name>.npy``. A name that is not file-safe as it stands
+(``folder:/data/fashion``) gets a short hash in its file name (:func:`slug`),
+so that two datasets never share a file; :func:`load` refuses a file whose
+content names another run. Files are written atomically (temp file +
 rename) so an interrupted run never leaves half a result. Every file is
 validated on load (JSON, schema, required fields and their types, n and K
 consistent with ``uniform_bits``); a defect raises :class:`ResultFileError`
@@ -17,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -41,6 +45,10 @@ PROJECT_MARKER = "_toc.yml"
 
 class ResultFileError(ValueError):
     """A results file is missing fields, is not JSON, or is not a CodeResult."""
+
+
+class MissingResultError(ResultFileError):
+    """A results file that does not exist (not computed yet), as opposed to a damaged one."""
 
 
 @dataclasses.dataclass
@@ -99,12 +107,13 @@ class CodeResult:
 # --------------------------------------------------------------------- paths
 
 
-def results_root() -> Path:
-    """``MDL_RESULTS`` if set, else ``results/`` of the enclosing book project, else ``./results``."""
+def results_root(start: str | Path | None = None) -> Path:
+    """``MDL_RESULTS`` if set, else ``results/`` of the book project enclosing ``start`` (default: the working
+    directory), else ``<start>/results``."""
     env = os.environ.get("MDL_RESULTS")
     if env:
         return Path(env).expanduser()
-    here = Path.cwd().resolve()
+    here = Path(start if start is not None else Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / PROJECT_MARKER).is_file():
             return folder / "results"
@@ -112,9 +121,13 @@ def results_root() -> Path:
 
 
 def slug(text: str) -> str:
-    """A file-name-safe form of a dataset or model name ("folder:/a/b" -> "folder-a-b")."""
+    """A file-name-safe form of a dataset or model name. Names that need no change keep it ("mnist",
+    "switch-mlp-uniform"); others get 6 hex digits of their SHA-1, so that two names never share a file
+    ("folder:/a/b" -> "folder-a-b-4b5b9d", "folder:/a-b" -> "folder-a-b-3dd9ac")."""
     s = re.sub(r"[^A-Za-z0-9_.]+", "-", str(text)).strip("-.")
-    return s or "unnamed"
+    if s and s == str(text):
+        return s
+    return f"{s or 'unnamed'}-{hashlib.sha1(str(text).encode()).hexdigest()[:6]}"
 
 
 def result_path(chapter: str, dataset: str, model: str, scale: str, root: Path | None = None,
@@ -161,6 +174,25 @@ def write_json_atomic(path: Path, payload: Any) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
+
+
+def check_writable(path: str | Path, example: str = "labels.mdl") -> Path:
+    """Refuse, before any work, an output file that cannot be written: a directory (the error suggests
+    ``<dir>/<example>``), a path under a file, a folder where no file can be created (probed with a temporary
+    file, removed at once). Returns ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give a file name, e.g. {path / example}")
+    folder = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder; give another path")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write {path}: no file can be created in {folder} ({e.strerror}); give a path "
+                         f"in a writable folder") from None
     return path
 
 
@@ -228,27 +260,53 @@ def validation_error(d: Any) -> str | None:
 
 
 def load_file(path: str | Path) -> CodeResult:
-    """Read and validate one CodeResult JSON file; any defect raises ResultFileError naming the file."""
+    """Read and validate one CodeResult JSON file; any defect raises ResultFileError naming the file (and, in a
+    notebook kernel such as a book build's, also writes that line to the kernel's own stderr: the build log)."""
     path = Path(path)
-    fix = f"delete {path} and recompute it (python -m mdl_utils.run ...), or restore it with git"
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ResultFileError(f"{path}: no such results file; compute it with python -m mdl_utils.run") from None
+        raise MissingResultError(f"{path}: no such results file; compute it with python -m mdl_utils.run") from None
     try:
         d = json.loads(text)
+        problem = validation_error(d)
     except json.JSONDecodeError as e:
-        raise ResultFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); {fix}") from None
-    problem = validation_error(d)
+        problem = f"not valid JSON ({e.msg} at line {e.lineno})"
     if problem:
-        raise ResultFileError(f"{path}: {problem}; {fix}")
+        raise _damaged(path, problem)
     d["code"] = LEGACY_CODE_NAMES.get(d["code"], d["code"])
     return CodeResult.from_dict(d)
 
 
+def _damaged(path: Path, problem: str) -> ResultFileError:
+    """The error for a damaged results file: the file, the problem and the fix in one line."""
+    error = ResultFileError(f"{path}: {problem}; delete {path} and recompute it (python -m mdl_utils.run ...), "
+                            f"or restore it with git")
+    if in_kernel() and sys.__stderr__ is not None:
+        print(f"error: {error}", file=sys.__stderr__, flush=True)  # the kernel's stderr is the book build's log
+    return error
+
+
+def in_kernel() -> bool:
+    """Whether this code runs in a Jupyter kernel (a book build, nbval, papermill), whose sys.stderr goes to the
+    notebook and whose process stderr to the log of what runs it."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def load(chapter: str, dataset: str, model: str, scale: str, root: Path | None = None,
          code: str | None = None, seed: int = 0) -> CodeResult:
-    return load_file(result_path(chapter, dataset, model, scale, root, code=code, seed=seed))
+    """The stored result of ``model`` on ``dataset`` at ``scale``; ResultFileError when the file holds another
+    run (copied or renamed by hand), since its name then says something its numbers are not."""
+    path = result_path(chapter, dataset, model, scale, root, code=code, seed=seed)
+    result = load_file(path)
+    asked = {"dataset": dataset, "model": model, "scale": scale, "seed": seed, **({"code": code} if code else {})}
+    wrong = [f"{key} {getattr(result, key)!r} (not {value!r})" for key, value in asked.items()
+             if getattr(result, key) != value]
+    if wrong:
+        raise _damaged(path, f"the file holds the result of another run: {', '.join(wrong)}")
+    return result
 
 
 def load_array(chapter: str, result: CodeResult, name: str, root: Path | None = None) -> np.ndarray:

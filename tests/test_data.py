@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -43,8 +45,9 @@ def test_train_and_test_splits_differ_but_share_the_teacher():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(name="imagenet"), "unknown dataset 'imagenet'"),
     (dict(name="synthetic", split="val"), "unknown split"),
-    (dict(name="synthetic", n=0), "n must be an integer"),
-    (dict(name="synthetic", n=10**6), "n must be an integer"),
+    (dict(name="synthetic", n=0), "n must be a positive integer"),
+    (dict(name="synthetic", n=2.5), "n must be a positive integer"),
+    (dict(name="synthetic", n=True), "n must be a positive integer"),
 ])
 def test_bad_arguments_name_the_fix(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -73,7 +76,8 @@ def test_root_resolution_order(tmp_path, monkeypatch):
     assert data.data_root() == tmp_path / "cache" / "data"
 
 
-def _make_folder(root, sizes, mode="RGB", shape=(8, 6)):
+def make_folder(root, sizes, mode="RGB", shape=(8, 6)):
+    """An ImageFolder tree of random images: sizes = {split: {class: count}} (split "" = no split folder)."""
     rng = np.random.default_rng(0)
     for split, per_class in sizes.items():
         for c, count in per_class.items():
@@ -86,7 +90,7 @@ def _make_folder(root, sizes, mode="RGB", shape=(8, 6)):
 def test_image_folder_dataset_and_its_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "tree"
-    _make_folder(root, {"train": {"cat": 3, "ant": 2}, "test": {"cat": 1, "ant": 1}})
+    make_folder(root, {"train": {"cat": 3, "ant": 2}, "test": {"cat": 1, "ant": 1}})
     d = data.load(f"folder:{root}", "train", seed=None)
     assert d.classes == ["ant", "cat"] and d.K == 2
     assert d.x.shape == (5, 3, 8, 6) and d.x.dtype == torch.float32
@@ -124,3 +128,81 @@ def test_real_cifar10_has_5000_images_per_class():
     assert d.label_counts().tolist() == [5000] * 10
     assert d.classes[0] == "airplane" and d.classes[-1] == "truck"
     assert data.load("cifar10", "test").label_counts().tolist() == [1000] * 10
+
+
+def test_more_samples_than_the_split_loads_the_split_and_says_so():
+    with data.clamp_log() as clamped:
+        d = data.load("synthetic", "test", n=10**6, seed=2)
+        data.load("synthetic", "test", n=100)
+    assert d.n == 10000 and d.n_asked == 10**6 and "(n = 1000000 was asked)" in d.source
+    assert torch.equal(d.y, data.load("synthetic", "test", seed=2).y)  # the whole split, same order
+    assert clamped == [{"dataset": "synthetic", "split": "test", "asked": 10**6, "used": 10000}]
+    assert data.load("synthetic", "test", n=100).n_asked is None
+
+
+def test_a_folder_with_one_class_is_refused_at_load(tmp_path, monkeypatch):
+    """One class: K = 1, nothing to send; the coder used to fail with 'Probability distribution not normalizable'."""
+    monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
+    make_folder(tmp_path / "one", {"train": {"shirt": 3}, "test": {"shirt": 1}})
+    make_folder(tmp_path / "flat", {"": {"shirt": 3}})
+    for name in ("one", "flat"):
+        with pytest.raises(data.DataUnavailableError, match="one class folder \\('shirt'\\).*K >= 2") as e:
+            data.load(f"folder:{tmp_path / name}", "train", n=2)
+        assert "\n" not in str(e.value)
+
+
+def test_the_test_split_is_labelled_by_the_train_splits_classes(tmp_path, monkeypatch):
+    monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
+    make_folder(tmp_path / "t", {"train": {"ant": 1, "bee": 1, "cat": 1}, "test": {"ant": 1, "cat": 2}})
+    test = data.load(f"folder:{tmp_path / 't'}", "test", seed=None)
+    assert test.classes == ["ant", "bee", "cat"] and test.K == 3
+    assert test.y.tolist() == [0, 2, 2]  # cat is class 2 in both splits, although test/ has no bee
+    make_folder(tmp_path / "u", {"train": {"ant": 1, "bee": 1}, "test": {"ant": 1, "cow": 1}})
+    with pytest.raises(data.DataUnavailableError, match="class folders \\['cow'\\] that the training split lacks"):
+        data.load(f"folder:{tmp_path / 'u'}", "test")
+
+
+def _labels(root):
+    return data.load(f"folder:{root}", "train", seed=None).y.tolist()
+
+
+def test_the_folder_cache_follows_moved_files_new_classes_and_rewritten_pixels(tmp_path, monkeypatch):
+    """The decoded arrays are cached on disk and in memory: a moved file, a new (empty) class folder, a file
+    rewritten with its size and mtime kept must all be seen by the next load, in the same process."""
+    monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "tree"
+    make_folder(root, {"train": {"ant": 2, "cat": 2}})
+    assert _labels(root) == [0, 0, 1, 1]
+    (root / "train" / "ant" / "001.png").rename(root / "train" / "cat" / "009.png")
+    assert _labels(root) == [0, 1, 1, 1]
+    (root / "train" / "aardvark").mkdir()
+    assert _labels(root) == [1, 2, 2, 2]  # ant is now class 1: cached labels would still say 0
+    target, pixels = root / "train" / "cat" / "000.png", np.zeros((8, 6, 3), np.uint8)
+    Image.fromarray(pixels).save(target, compress_level=0)  # stored, not deflated: the size depends on the shape
+    before, st = data.load(f"folder:{root}", "train", seed=None).x[1].clone(), target.stat()
+    Image.fromarray(pixels + 200).save(target, compress_level=0)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # as cp -p leaves it: same size, same mtime
+    assert target.stat().st_size == st.st_size and target.stat().st_mtime_ns == st.st_mtime_ns
+    after = data.load(f"folder:{root}", "train", seed=None).x[1]
+    assert after.mean() > before.mean() + 2  # the new pixels, not the cached ones
+    assert len(list((tmp_path / "cache" / "arrays").glob("*.npz"))) == 5
+
+
+def test_folder_errors_name_the_folder_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
+    make_folder(tmp_path / "flat", {"": {"a": 2, "b": 2}})
+    assert data.load(f"folder:{tmp_path / 'flat'}", "train").n == 4  # a flat folder is the train split
+    with pytest.raises(data.DataUnavailableError, match="has no test/ sub-folder; the test split of a folder"):
+        data.load(f"folder:{tmp_path / 'flat'}", "test")
+    with pytest.raises(ValueError, match=f"at most the 4 of folder:{tmp_path / 'flat'}, train split\\), got 0"):
+        data.load(f"folder:{tmp_path / 'flat'}", "train", n=0)
+
+
+def test_test_images_of_another_size_than_the_train_images_are_refused(tmp_path, monkeypatch):
+    """Else a model trained on 28 x 28 images meets 32 x 32 ones: 'mat1 and mat2 shapes cannot be multiplied'."""
+    monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
+    make_folder(tmp_path / "f", {"train": {"a": 2, "b": 2}}, mode="L", shape=(28, 28))
+    make_folder(tmp_path / "f", {"test": {"a": 1, "b": 1}}, mode="L", shape=(32, 32))
+    with pytest.raises(data.DataUnavailableError, match="the test images are 32x32 with 1 channel\\(s\\) but the "
+                                                        "train images are 28x28 with 1; give both splits"):
+        data.load(f"folder:{tmp_path / 'f'}", "test")

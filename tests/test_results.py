@@ -143,6 +143,67 @@ def test_results_root_finds_the_project(tmp_path, monkeypatch):
     assert results.results_root() == tmp_path / "elsewhere"
 
 
-def test_slug_makes_file_names():
-    assert results.slug("folder:/a/b c") == "folder-a-b-c"
-    assert results.result_path("uniform", "folder:/x", "mlp", "cpu", "/r").name == "folder-x-mlp-cpu.json"
+def test_slug_makes_file_names_and_never_merges_two_names():
+    assert [results.slug(t) for t in ("mnist", "mnist_random", "switch-mlp-small_cnn-uniform", "cpu")] == \
+        ["mnist", "mnist_random", "switch-mlp-small_cnn-uniform", "cpu"]  # unchanged: the stored results' names
+    assert results.slug("folder:/a/b c").startswith("folder-a-b-c-")
+    folders = ["folder:/a/b", "folder:/a-b", "folder:/a b", "folder:/a/b/", "folder:a/b"]
+    assert len({results.slug(f) for f in folders}) == len(folders)  # two folders never share a result file
+    name = results.result_path("uniform", "folder:/x", "mlp", "cpu", "/r").name
+    assert name.startswith("folder-x-") and name.endswith("-mlp-cpu.json")
+    assert results.slug("") != "" and results.slug("::") != results.slug("")
+
+
+def test_a_result_file_holding_another_run_is_refused(tmp_path):
+    """A file copied or renamed by hand (or two names that once shared a file) must not be read as this run."""
+    path = results.save(make(dataset="folder:/data/a"), "uniform", tmp_path)
+    other = results.result_path("uniform", "folder:/data/b", "uniform", "smoke", tmp_path)
+    other.write_text(path.read_text())
+    with pytest.raises(ResultFileError, match="holds the result of another run: dataset 'folder:/data/a'") as e:
+        results.load("uniform", "folder:/data/b", "uniform", "smoke", tmp_path)
+    assert str(other) in str(e.value) and "\n" not in str(e.value)
+    assert results.load("uniform", "folder:/data/a", "uniform", "smoke", tmp_path).dataset == "folder:/data/a"
+
+
+def test_missing_and_damaged_files_are_told_apart(tmp_path):
+    with pytest.raises(results.MissingResultError):
+        results.load_file(tmp_path / "absent.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ResultFileError) as e:
+        results.load_file(tmp_path / "bad.json")
+    assert not isinstance(e.value, results.MissingResultError)
+
+
+def test_in_a_kernel_a_damaged_file_is_also_told_to_the_kernels_stderr(tmp_path, monkeypatch):
+    """A book build shows a failing cell only as 'CellExecutionError'; the kernel's own stderr reaches its log."""
+    import io
+    import sys
+    import types
+
+    path = tmp_path / "bad.json"
+    path.write_text("{")
+    real_stderr = io.StringIO()
+    monkeypatch.setattr(sys, "__stderr__", real_stderr)
+    with pytest.raises(ResultFileError):  # outside a kernel: the error only
+        results.load_file(path)
+    assert real_stderr.getvalue() == "" and not results.in_kernel()
+    shell = type("ZMQInteractiveShell", (), {})()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    with pytest.raises(ResultFileError):
+        results.load_file(path)
+    assert real_stderr.getvalue() == f"error: {path}: not valid JSON (Expecting property name enclosed in double " \
+                                     f"quotes at line 1); delete {path} and recompute it (python -m mdl_utils.run " \
+                                     f"...), or restore it with git\n"
+
+
+@pytest.mark.parametrize("target,match", [
+    ("dir", "is a directory; give a file name"),
+    ("file.txt/x.mdl", "file.txt is a file, not a folder"),
+])
+def test_check_writable_refuses_before_any_work(tmp_path, target, match):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ValueError, match=match):
+        results.check_writable(tmp_path / target)
+    assert results.check_writable(tmp_path / "new" / "deeper" / "x.mdl") == tmp_path / "new" / "deeper" / "x.mdl"
+    assert not (tmp_path / "new").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file.txt"]

@@ -187,3 +187,41 @@ def test_bayesian_models_come_from_the_one_registry():
     mlp = models.build("mlp", (20,), 10, bayesian=True)
     assert not any(isinstance(m, nn.Dropout) for m in mlp) and B.num_weights(mlp) == models.num_parameters(
         models.build("mlp", (20,), 10))
+
+
+def test_the_reported_codelength_is_re_estimated_on_fresh_draws(monkeypatch):
+    """sigma0 is chosen on the grid's Monte Carlo estimates; the minimum of noisy estimates is optimistic, so the
+    reported E_beta must come from other, independently seeded and more numerous draws of the chosen posterior."""
+    calls = []
+    real = V.evaluate
+
+    def spy(net, x, y, **kw):
+        out = real(net, x, y, **kw)
+        calls.append({**kw, "draws": out["data_bits_draws"], "data_bits": out["data_bits"], "n": len(y)})
+        return out
+
+    monkeypatch.setattr(V, "evaluate", spy)
+    train = data.load("synthetic", "train", n=300, seed=0)
+    s = dataclasses.replace(V.settings("smoke"), sigma0_grid=(0.1, 0.3), eval_samples=3, final_eval_samples=7)
+    r = V.variational_code(train, None, "logistic", s, epochs=2, scale="smoke", device="cpu", progress=False)
+    selection, final = calls[:2], calls[2]
+    assert [c["samples"] for c in calls] == [3, 3, 7] and final["n"] == 300
+    assert final["seed"] == V.final_draw_seed(0) and final["seed"] not in {c["seed"] for c in selection}
+    assert not set(final["draws"]) & {d for c in selection for d in c["draws"]}  # no draw reused
+    chosen = min(r.curves["grid"], key=lambda e: e["codelength_bits"])
+    assert r.params["sigma0"] == chosen["sigma0"] == r.curves["final_eval"]["sigma0"]
+    assert r.parts["data_bits"] == final["data_bits"] == r.curves["final_eval"]["data_bits"]
+    assert r.parts["data_bits"] != chosen["data_bits"]  # not the selection's own estimate ...
+    assert r.parts["selection_codelength_bits"] == pytest.approx(chosen["codelength_bits"])  # ... which is kept
+    assert r.codelength_bits == pytest.approx(r.parts["kl_bits"] + r.parts["data_bits"])
+    assert r.parts["prior_choice_bits"] == 1.0 and len(r.curves["final_eval"]["data_bits_draws"]) == 7
+    assert r.params["final_eval_samples"] == 7 and "7 fresh draws" in r.params["reported_estimate"]
+    assert "fresh draws" in r.note
+
+
+def test_final_draw_seeds_differ_from_every_selection_and_test_seed():
+    finals = {V.final_draw_seed(seed) for seed in range(100)}
+    assert len(finals) == 100 and not finals & set(range(102))
+    for scale in ("smoke", "cpu", "paper"):
+        s = V.settings(scale)
+        assert s.final_eval_samples >= 2 * s.eval_samples, scale
