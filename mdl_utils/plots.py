@@ -1,4 +1,8 @@
-"""The book's figures, in one style: fonts legible at page width, legends outside the data."""
+"""The book's figures, in one style: fonts legible at page width, legends outside the data.
+
+A figure is WIDTH inches wide at DPI dots per inch, about the width of the book's content column at 1400 px
+(784 px), so that its fonts show at about the size of the text around it.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +12,27 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import tables
 from .results import CodeResult
 from .tables import label
 
-COLORS = {"uniform": "#7f7f7f", "floor": "#2ca02c", "model": "#1f77b4", "data": "#ff7f0e"}
-WIDTH = 9.0  # inches: the content column of the book
+COLORS = {"uniform": "#7f7f7f", "floor": "#2ca02c", "model": "#1f77b4", "data": "#ff7f0e", "paper": "#000000"}
+WIDTH = 8.0  # inches: with DPI, a little wider than the content column (784 px at 1400 px)
+DPI = 110
 
 
 def style() -> None:
     """One look for every figure of the book."""
     plt.rcParams.update({
-        "figure.dpi": 110, "savefig.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
-        "axes.spines.top": False, "axes.spines.right": False, "font.size": 11, "axes.titlesize": 11,
-        "axes.labelsize": 11, "legend.fontsize": 10, "xtick.labelsize": 10, "ytick.labelsize": 10,
-        "legend.frameon": False,
+        "figure.dpi": DPI, "savefig.dpi": DPI, "axes.grid": True, "grid.alpha": 0.3,
+        "axes.spines.top": False, "axes.spines.right": False, "font.size": 12, "axes.titlesize": 12,
+        "axes.labelsize": 12, "legend.fontsize": 11.5, "xtick.labelsize": 11, "ytick.labelsize": 11,
+        "legend.frameon": False, "legend.handlelength": 2.2, "lines.markersize": 4,
     })
 
 
 def _grid(count: int, ncols: int = 2, height: float = 3.4):
+    """A figure of ``count`` panels, ``ncols`` a row, in the book's style (unused slots hidden)."""
     style()
     ncols = max(1, min(ncols, count))
     nrows = max(1, math.ceil(count / ncols))
@@ -36,44 +43,45 @@ def _grid(count: int, ncols: int = 2, height: float = 3.4):
 
 
 def legend_below(fig, axes, ncol: int = 3) -> None:
-    """One legend for the figure, under the axes (never over the data)."""
-    handles, labels = {}, {}
+    """One legend for the figure, under the axes (never over the data), in at most ``ncol`` columns: fewer when
+    the legend would be wider than the figure (a wider one would shrink the whole figure on the page)."""
+    handles = {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
-    labels = list(handles)
     fig.tight_layout()
-    if labels:
-        fig.legend([handles[k] for k in labels], labels, loc="upper center", ncol=ncol,
-                   bbox_to_anchor=(0.5, 0.0), frameon=False)
-
-
-def _done(results) -> list[CodeResult]:
-    values = results.values() if isinstance(results, Mapping) else results
-    return [r for r in values if r is not None]
+    for n in range(min(ncol, len(handles)), 0, -1):
+        legend = fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=n,
+                            bbox_to_anchor=(0.5, 0.0), frameon=False)
+        if n == 1 or legend.get_window_extent(fig.canvas.get_renderer()).width <= fig.bbox.width:
+            break
+        legend.remove()
 
 
 def heldout_curves(results: Mapping) -> plt.Figure | None:
-    """Chapter 1: bits per test label of a model fit on m samples, against uniform (and the true-model floor)."""
-    done = [r for r in _done(results) if r.code == "shannon_heldout"]
+    """Chapter 1: bits per test label of a model fit on m samples, one line per dataset, against the uniform code
+    (log2 K) and, where known, the true model's floor H(Y|X), in one panel."""
+    done = [r for r in tables.done(results) if r.code == "shannon_heldout"]
     if not done:
         return None
-    fig, axes = _grid(len(done), ncols=3, height=3.2)
-    for ax, r in zip(axes, done):
+    style()
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
+    for r in done:
         c = r.curves
-        ax.plot(c["fit_size"], c["bits_per_sample"], "o-", color=COLORS["model"], label=f"{r.model}, Shannon code")
-        ax.axhline(math.log2(r.K), color=COLORS["uniform"], ls="--", label="uniform code, log2 K")
+        line, = ax.plot(c["fit_size"], c["bits_per_sample"], "o-", label=f"{label(r.dataset)}: {r.model}")
         if "true_bits_per_sample" in c:
-            ax.axhline(c["true_bits_per_sample"], color=COLORS["floor"], ls=":", label="true model, H(Y|X)")
-        ax.set(xscale="log", ylim=(0, max(max(c["bits_per_sample"]), math.log2(r.K)) * 1.05),
-               xlabel="samples the model is fit on", ylabel="bits per test label", title=label(r.dataset))
-    legend_below(fig, axes)
+            ax.axhline(c["true_bits_per_sample"], color=line.get_color(), ls=":",
+                       label=f"{label(r.dataset)}: true model, H(Y|X)")
+    for k in sorted({r.K for r in done}):
+        ax.axhline(math.log2(k), color=COLORS["uniform"], ls="--", label=f"uniform code, log2 {k}")
+    ax.set(xscale="log", ylim=(0, None), xlabel="samples the model is fit on (m)", ylabel="bits per test label")
+    legend_below(fig, [ax], ncol=3)
     return fig
 
 
 def model_data_bars(results: Mapping) -> plt.Figure | None:
     """Chapter 2: model bits and data bits of each two-part code beside the uniform code (log scale)."""
-    done = _done(results)
+    done = tables.done(results)
     if not done:
         return None
     style()
@@ -94,7 +102,7 @@ def model_data_bars(results: Mapping) -> plt.Figure | None:
 
 def compression_tradeoff(results: Mapping) -> plt.Figure | None:
     """Chapter 3: total codelength of every (sparsity, bits) pair against sparsity, one line per bit width."""
-    done = _done(results)
+    done = tables.done(results)
     if not done:
         return None
     fig, axes = _grid(len(done))
@@ -112,7 +120,7 @@ def compression_tradeoff(results: Mapping) -> plt.Figure | None:
 
 def subspace_totals(results: Mapping) -> plt.Figure | None:
     """Chapter 4: total codelength against the subspace dimension d, one line per precision p."""
-    done = _done(results)
+    done = tables.done(results)
     if not done:
         return None
     fig, axes = _grid(len(done))
@@ -124,14 +132,15 @@ def subspace_totals(results: Mapping) -> plt.Figure | None:
         ax.axhline(r.uniform_bits / 1000, color=COLORS["uniform"], ls="--", label="uniform code")
         low = 0.8 * c["total_bits"].min() / 1000
         ax.set(xscale="log", yscale="log", ylim=(low, max(2.5 * r.uniform_bits / 1000, 1.5 * low)),
-               xlabel="subspace dimension d", ylabel="total codelength (kbits)", title=f"{label(r.dataset)} / {r.model}")
+               xlabel="subspace dimension d", ylabel="total codelength (kbits)",
+               title=f"{label(r.dataset)} / {r.model}")
     legend_below(fig, axes, ncol=4)
     return fig
 
 
 def variational_curves(results: Mapping) -> plt.Figure | None:
     """Chapter 5: KL (model bits), data bits and their sum during training, against the uniform code."""
-    done = _done(results)
+    done = tables.done(results)
     if not done:
         return None
     fig, axes = _grid(len(done))
@@ -149,15 +158,19 @@ def variational_curves(results: Mapping) -> plt.Figure | None:
 
 def prequential_panels(results: Sequence[CodeResult], title: str = "") -> plt.Figure:
     """Figure 2 of the paper: per-block bits per sample, test accuracy, cumulative excess over uniform and
-    cumulative ratio, one line per model, against the samples already transmitted."""
+    cumulative ratio, one line per run, against the samples already transmitted; one colour per architecture,
+    solid for cold recipes (Algorithm 2), dashed for warm ones (ours)."""
     fig, axes = _learning_panels()
     ax_bits, ax_diff, ax_acc, ax_ratio = axes
+    colors: dict[str, str] = {}
     for r in results:
-        c = r.curves
-        line, = ax_bits.plot(c["t_start"], c["bits_per_sample"], "o-", ms=3, label=r.model)
-        ax_acc.plot(c["t_start"], c["test_accuracy"], "o-", ms=3, color=line.get_color())
-        ax_diff.plot(c["cum_t"], [b / 1000 for b in c["cum_minus_uniform"]], "o-", ms=3, color=line.get_color())
-        ax_ratio.plot(c["cum_t"], c["cum_ratio"], "o-", ms=3, color=line.get_color())
+        c, arch = r.curves, r.params.get("model", r.model)
+        kw = dict(marker="o", ms=3, ls="--" if r.params.get("warm_start") else "-", color=colors.get(arch))
+        line, = ax_bits.plot(c["t_start"], c["bits_per_sample"], label=r.model, **kw)
+        kw["color"] = colors.setdefault(arch, line.get_color())
+        ax_acc.plot(c["t_start"], c["test_accuracy"], **kw)
+        ax_diff.plot(c["cum_t"], [b / 1000 for b in c["cum_minus_uniform"]], **kw)
+        ax_ratio.plot(c["cum_t"], c["cum_ratio"], **kw)
     return _finish_learning_panels(fig, results, "bits per sample, next block", "test accuracy",
                                    "samples transmitted so far", title)
 
@@ -206,6 +219,7 @@ def _learning_panels():
 
 
 def _finish_learning_panels(fig, results, bits_label: str, acc_label: str, xlabel: str, title: str):
+    """Labels, log scales, uniform levels, title and legend of the 2 x 2 learning panels (Figures 2 and 3)."""
     ax_bits, ax_diff, ax_acc, ax_ratio = fig.axes
     if results:
         k = results[0].K
@@ -238,7 +252,8 @@ def fake_labels_figure(true_run: CodeResult | None, random_run: CodeResult | Non
             st = r.curves["steps"]
             ax.plot(st["epoch"], [b / r.n for b in st["total_bits"]], color=color, label=f"{name}: objective")
             ax.plot(st["epoch"], [b / r.n for b in st["kl_bits"]], color=color, ls=":", label=f"{name}: KL part")
-    ax.axhline(math.log2(10), color=COLORS["uniform"], ls="--", label="uniform: log2 10")
+    k = next(r.K for r in (true_run, random_run, memorized) if r is not None)
+    ax.axhline(math.log2(k), color=COLORS["uniform"], ls="--", label=f"uniform: log2 {k}")
     ax.set(yscale="log", xlabel="epoch", ylabel="bits per sample", title="variational training")
     if memorized is not None:
         c = memorized.curves
@@ -251,20 +266,58 @@ def fake_labels_figure(true_run: CodeResult | None, random_run: CodeResult | Non
 
 
 def file_overheads(results: Mapping) -> plt.Figure | None:
-    """Chapter 9: what the file adds to the computed codelength: the payload's overhead and the header."""
-    done = _done(results)
+    """Chapter 9: what the file adds to the computed codelength: the payload's overhead and the header (compact,
+    as in the file, and self-describing), on a log scale."""
+    done = tables.done(results)
     if not done:
         return None
     style()
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * len(done) + 1.3))
-    names = [f"{label(r.dataset)} {r.model}" for r in done]
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.75 * len(done) + 1.3))
     y = np.arange(len(done))
-    ax.barh(y - 0.2, [r.parts["payload_overhead_bits"] for r in done], height=0.4, color=COLORS["model"],
-            label="payload minus computed codelength")
-    ax.barh(y + 0.2, [r.parts["header_bits"] for r in done], height=0.4, color=COLORS["data"], label="header")
-    ax.set_yticks(y, names)
-    ax.axvline(0, color="k", lw=0.8)
-    ax.set_xlabel("bits over the computed codelength")
+    bars = (("payload overhead", "payload_overhead_bits", COLORS["model"]),
+            ("compact header (the file's)", "header_bits", COLORS["data"]),
+            ("self-describing header", "self_describing_header_bits", COLORS["uniform"]))
+    for i, (name, key, color) in enumerate(bars):
+        values = [max(abs(r.parts.get(key, math.nan)), 1.0) for r in done]
+        ax.barh(y + 0.27 * (i - 1), values, height=0.27, color=color, label=name)
+    ax.set_yticks(y, [f"{label(r.dataset)} {r.model}" for r in done])
+    ax.set_xscale("log")
+    ax.set_xlabel("bits over the computed codelength (payload: absolute value)")
     ax.invert_yaxis()
-    legend_below(fig, [ax], ncol=2)
+    legend_below(fig, [ax], ncol=3)
+    return fig
+
+
+def summary_overview(root=None) -> plt.Figure:
+    """The summary's Tables 1 and 2 at a glance: per code (rows) and dataset (panels), our shortest stored
+    codelength (blue dot) joined to the paper's (black diamond; a lower bound, weights only: open triangle, "more
+    than"), in kbits on a shared log scale, with the uniform code's level; reads whatever the results store holds."""
+    best, rows = tables.best_results(root), tables.paper_rows()
+    style()
+    fig, axes = plt.subplots(1, len(tables.DATASETS), figsize=(WIDTH, 0.42 * len(rows) + 1.4), sharey=True,
+                             sharex=True)
+    y = np.arange(len(rows))
+    for ax, ds in zip(axes, tables.DATASETS):
+        for yi, row in zip(y, rows):
+            r, refs = best[(row["code"], ds)], tables.paper_values(row["code"], ds)
+            if r is not None and refs:
+                ax.plot([r.codelength_bits / 1000, refs[0]["kbits"]], [yi, yi], color=COLORS["uniform"], lw=1.2)
+            if r is None:
+                ax.annotate(tables.NOT_COMPUTED, (0.02, yi), xycoords=("axes fraction", "data"), va="center",
+                            color=COLORS["uniform"], fontsize=10)
+            else:
+                ax.scatter(r.codelength_bits / 1000, yi, s=60, zorder=4, color=COLORS["model"],
+                           label="ours: shortest stored code")
+            for ref in refs:
+                bound = bool(ref["bound"])
+                ax.scatter(ref["kbits"], yi, s=70 if bound else 45, zorder=3, marker=">" if bound else "D",
+                           facecolors="white" if bound else COLORS["paper"], edgecolors=COLORS["paper"],
+                           label="paper: lower bound (weights only)" if bound else "paper: codelength")
+        uniform = [r.uniform_bits for (c, d), r in best.items() if d == ds and r is not None]
+        if uniform:
+            ax.axvline(uniform[0] / 1000, color=COLORS["uniform"], ls="--", label="uniform code n log2 K")
+        ax.set(xscale="log", title=label(ds), xlabel="kbits (log scale)")
+    axes[0].set_yticks(y, [row["label"] for row in rows])
+    axes[0].invert_yaxis()
+    legend_below(fig, axes, ncol=2)
     return fig

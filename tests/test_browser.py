@@ -3,7 +3,8 @@
 Every page of `_build/html` is loaded in headless Chromium with JavaScript on and the
 network cut off, then its rendered DOM is checked: math typeset by the MathJax copy
 shipped with the book (no raw LaTeX), no raw citations, no tracebacks or stderr blocks
-in outputs, and no table wider than the content column.
+in outputs, no table wider than the content column, and no figure shrunk (a legend
+wider than its axes makes the image wider, and the page then shrinks its text).
 
 Also a small command line for `make screenshots`:
     python tests/test_browser.py _build/html _build/screenshots
@@ -27,6 +28,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 SKIP_PAGES = {"genindex.html", "search.html"}
 WIDTH, HEIGHT = 1400, 3000  # a desktop window; the content column is what the theme leaves at this width
 TOLERANCE_PX = 2
+MIN_FIGURE_SCALE = 0.75  # a figure shown smaller than this (a legend wider than the axes) shrinks its fonts
 MIN_WINDOW = 500  # headless Chromium's narrowest window
 
 CHROMIUM_FLAGS = [
@@ -49,7 +51,13 @@ MEASURE_JS = """
       var w = Math.max(t.scrollWidth, t.getBoundingClientRect().width);
       if (worst === null || w - avail > worst) { worst = w - avail; info = Math.round(w) + " px in a " + Math.round(avail) + " px column"; }
     });
-    var b = document.body;
+    var b = document.body, scale = 1, which = "";
+    document.querySelectorAll("div.cell_output img").forEach(function (im) {  // figures: shrunk fonts?
+      var r = im.naturalWidth ? im.getBoundingClientRect().width / im.naturalWidth : 1;
+      if (r < scale) { scale = r; which = im.naturalWidth + " px shown at " + Math.round(im.getBoundingClientRect().width) + " px"; }
+    });
+    b.setAttribute("data-smallest-figure-scale", scale.toFixed(3));
+    b.setAttribute("data-smallest-figure", which);
     b.setAttribute("data-table-count", tables.length);
     b.setAttribute("data-widest-table-overflow", worst === null ? 0 : Math.round(worst));
     b.setAttribute("data-widest-table", info);
@@ -165,6 +173,9 @@ def page_problems(dom: str) -> list[str]:
     elif int(body.get("data-widest-table-overflow", "0")) > TOLERANCE_PX:
         problems.append(f"a table overflows the content column by {body['data-widest-table-overflow']} px "
                         f"({body.get('data-widest-table')})")
+    if float(body.get("data-smallest-figure-scale", "1")) < MIN_FIGURE_SCALE:
+        problems.append(f"a figure is shown at {float(body['data-smallest-figure-scale']):.0%} of its size, its "
+                        f"text shrunk with it ({body.get('data-smallest-figure')}): make it narrower")
     return problems
 
 
@@ -186,7 +197,8 @@ GOOD = """<html><head></head><body data-browser-check="done" data-widest-table-o
 <table><tr><td>1</td></tr></table></article></body></html>"""
 
 BAD = """<html><head></head><body data-browser-check="done" data-widest-table-overflow="120"
- data-widest-table="920 px in a 800 px column"><article role="main">
+ data-widest-table="920 px in a 800 px column" data-smallest-figure-scale="0.500"
+ data-smallest-figure="1600 px shown at 800 px"><article role="main">
 <p>$$x$$ and <span class="math notranslate nohighlight">\\(n \\log_2 K\\)</span> as in {cite}`blier2018description`.</p>
 <div class="cell_output"><div class="output stderr"><pre>Traceback (most recent call last):
   File "x.py", line 1
@@ -201,7 +213,8 @@ def test_checker_passes_a_good_page():
 def test_checker_flags_a_bad_page():
     problems = "\n".join(page_problems(BAD))
     for expected in ["not typeset by MathJax", "raw LaTeX delimiters", "raw citation", "traceback in an output",
-                     "stderr/traceback output block", "overflows the content column by 120 px"]:
+                     "stderr/traceback output block", "overflows the content column by 120 px",
+                     "figure is shown at 50% of its size"]:
         assert expected in problems, (expected, problems)
     assert "width check did not run" in "\n".join(page_problems("<html><body><p>x</p></body></html>"))
 
