@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--stored", action="store_true", help="read the stored results instead of computing")
     args = ap.parse_args()
     if args.stored:
-        names = args.runs.split(",") if args.runs else [m for _, m in P.runs(args.dataset, args.scale)]
+        names = args.runs.split(",") if args.runs else [m for _, m in chapters.runs("prequential", args.dataset, args.scale)]
         found = [chapters.get("prequential", args.dataset, m, args.scale) for m in names]
         timed = [(r, r.provenance["wall_seconds"]) for r in found if r is not None]
     else:

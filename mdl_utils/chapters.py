@@ -66,9 +66,13 @@ def state_clamps(result: CodeResult, clamped: Sequence[dict]) -> CodeResult:
 
 
 def runs(chapter: str, dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    """The (dataset, model) pairs a chapter stores for ``dataset`` (its scale's models unless ``models``)."""
+    """The (dataset, model) pairs a chapter stores for ``dataset``: ``models``, else its settings' models table at
+    ``scale`` (:func:`models_for`); a chapter whose runs are not just that defines its own ``runs`` (switch,
+    prequential, fake_labels, uniform)."""
     module = codes.chapter(chapter).module
-    return module.runs(dataset, scale, models)
+    if hasattr(module, "runs"):
+        return module.runs(dataset, scale, models)
+    return [(dataset, m) for m in (models or models_for(dataset, module.settings(scale).models))]
 
 
 def get_all(chapter: str, datasets: Sequence[str], models: Sequence[str] | None, scale: str,

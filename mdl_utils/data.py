@@ -676,6 +676,14 @@ def load(
                    seed=seed, indices=order, true_bits=None if true_bits is None else true_bits[order], n_asked=asked)
 
 
+
+def splits(name: str, settings, *, seed: int | None = 0, root: str | os.PathLike | None = None
+           ) -> tuple[Dataset, Dataset]:
+    """The training and test splits of dataset ``name`` at a chapter's settings (their ``n_train`` and ``n_test``
+    first samples; None: the whole split), each in the transmission order drawn from ``seed``."""
+    return (load(name, "train", root=root, n=settings.n_train, seed=seed),
+            load(name, "test", root=root, n=settings.n_test, seed=seed))
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m mdl_utils.data pack DEST``: write one data pack per dataset and print a line for each."""
     ap = argparse.ArgumentParser(prog="python -m mdl_utils.data",

@@ -7,7 +7,7 @@ A figure is WIDTH inches wide at DPI dots per inch, about the width of the book'
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -79,14 +79,23 @@ def heldout_curves(results: Mapping) -> plt.Figure | None:
     return fig
 
 
-def model_data_bars(results: Mapping) -> plt.Figure | None:
-    """Chapter 2: model bits and data bits of each two-part code beside the uniform code (log scale)."""
+def _bar_rows(results: Mapping, row_inches: float, extra_inches: float):
+    """A horizontal-bar figure with one row per computed result: (results, figure, axis, row positions), or None
+    when none is computed; ``row_inches`` of height per row plus ``extra_inches``."""
     done = tables.done(results)
     if not done:
         return None
     style()
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.6 * len(done) + 1.2))
-    y = np.arange(len(done))
+    fig, ax = plt.subplots(figsize=(WIDTH, row_inches * len(done) + extra_inches))
+    return done, fig, ax, np.arange(len(done))
+
+
+def model_data_bars(results: Mapping) -> plt.Figure | None:
+    """Chapter 2: model bits and data bits of each two-part code beside the uniform code (log scale)."""
+    found = _bar_rows(results, 0.6, 1.2)
+    if found is None:
+        return None
+    done, fig, ax, y = found
     ax.barh(y - 0.2, [r.parts["model_bits"] / 1000 for r in done], height=0.4, color=COLORS["model"],
             label="model bits (32 per parameter)")
     ax.barh(y + 0.2, [r.parts["data_bits"] / 1000 for r in done], height=0.4, color=COLORS["data"],
@@ -100,42 +109,41 @@ def model_data_bars(results: Mapping) -> plt.Figure | None:
     return fig
 
 
-def compression_tradeoff(results: Mapping) -> plt.Figure | None:
-    """Chapter 3: total codelength of every (sparsity, bits) pair against sparsity, one line per bit width."""
-    done = tables.done(results)
-    if not done:
-        return None
-    fig, axes = _grid(len(done))
-    for ax, r in zip(axes, done):
-        c = {k: np.asarray(v) for k, v in r.curves.items()}
-        for b in sorted(set(c["bits"].tolist())):
-            sel = c["bits"] == b
-            ax.plot(c["sparsity"][sel], c["total_bits"][sel] / 1000, "o-", ms=3, label=f"{b} bits per shared weight")
-        ax.axhline(r.uniform_bits / 1000, color=COLORS["uniform"], ls="--", label="uniform code")
-        ax.set(yscale="log", ylabel="total codelength (kbits)", xlabel="sparsity (fraction of weights pruned)",
-               title=f"{label(r.dataset)} / {r.model}")
-    legend_below(fig, axes)
-    return fig
-
-
-def subspace_totals(results: Mapping) -> plt.Figure | None:
-    """Chapter 4: total codelength against the subspace dimension d, one line per precision p."""
+def _totals_by(results: Mapping, group: str, x: str, line_label: Callable[[Any], str],
+               finish: Callable[[Any, CodeResult, dict], None], ncol: int = 3) -> plt.Figure | None:
+    """Chapters 3 and 4: one panel per result, its total codelength (kbits) against the curve ``x``, one line per
+    value of the curve ``group``, and the uniform code; ``finish(axis, result, curves)`` sets each panel's axes."""
     done = tables.done(results)
     if not done:
         return None
     fig, axes = _grid(len(done))
     for ax, r in zip(axes, done):
         c = {k: np.asarray(v) for k, v in r.curves.items() if k != "train_loss"}
-        for p in sorted(set(c["p"].tolist())):
-            sel = c["p"] == p
-            ax.plot(c["d"][sel], c["total_bits"][sel] / 1000, "o-", ms=3, label=f"p = {p} bits")
+        for g in sorted(set(c[group].tolist())):
+            sel = c[group] == g
+            ax.plot(c[x][sel], c["total_bits"][sel] / 1000, "o-", ms=3, label=line_label(g))
         ax.axhline(r.uniform_bits / 1000, color=COLORS["uniform"], ls="--", label="uniform code")
+        ax.set(ylabel="total codelength (kbits)", title=f"{label(r.dataset)} / {r.model}")
+        finish(ax, r, c)
+    legend_below(fig, axes, ncol=ncol)
+    return fig
+
+
+def compression_tradeoff(results: Mapping) -> plt.Figure | None:
+    """Chapter 3: total codelength of every (sparsity, bits) pair against sparsity, one line per bit width."""
+    return _totals_by(results, "bits", "sparsity", lambda b: f"{b} bits per shared weight",
+                      lambda ax, r, c: ax.set(yscale="log", xlabel="sparsity (fraction of weights pruned)"))
+
+
+def subspace_totals(results: Mapping) -> plt.Figure | None:
+    """Chapter 4: total codelength against the subspace dimension d, one line per precision p (the y range from
+    80% of the best total to 2.5x the uniform code)."""
+    def finish(ax, r, c):
         low = 0.8 * c["total_bits"].min() / 1000
         ax.set(xscale="log", yscale="log", ylim=(low, max(2.5 * r.uniform_bits / 1000, 1.5 * low)),
-               xlabel="subspace dimension d", ylabel="total codelength (kbits)",
-               title=f"{label(r.dataset)} / {r.model}")
-    legend_below(fig, axes, ncol=4)
-    return fig
+               xlabel="subspace dimension d")
+
+    return _totals_by(results, "p", "d", lambda p: f"p = {p} bits", finish, ncol=4)
 
 
 def variational_curves(results: Mapping) -> plt.Figure | None:
@@ -268,12 +276,10 @@ def fake_labels_figure(true_run: CodeResult | None, random_run: CodeResult | Non
 def file_overheads(results: Mapping) -> plt.Figure | None:
     """Chapter 9: what the file adds to the computed codelength: the payload's overhead and the header (compact,
     as in the file, and self-describing), on a log scale."""
-    done = tables.done(results)
-    if not done:
+    found = _bar_rows(results, 0.75, 1.3)
+    if found is None:
         return None
-    style()
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.75 * len(done) + 1.3))
-    y = np.arange(len(done))
+    done, fig, ax, y = found
     bars = (("payload overhead", "payload_overhead_bits", COLORS["model"]),
             ("compact header (the file's)", "header_bits", COLORS["data"]),
             ("self-describing header", "self_describing_header_bits", COLORS["uniform"]))

@@ -19,7 +19,7 @@ import copy
 import dataclasses
 import types
 import typing
-from typing import Any, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 SCALES = ("smoke", "cpu", "paper")
 SCALE_WORDS = {
@@ -48,6 +48,16 @@ def resolve(defaults: type[T], overrides: Mapping[str, Mapping[str, Any]], scale
                          f"known: {', '.join(sorted(names))}")
     return dataclasses.replace(defaults(), **changes)
 
+
+
+def settings_of(defaults: type[T], overrides: Mapping[str, Mapping[str, Any]]) -> Callable[[str], T]:
+    """A chapter's ``settings(scale)``: :func:`resolve` of its Settings class and SCALES table (every code module
+    defines ``settings = scales.settings_of(Settings, SCALES)``)."""
+    def settings(scale: str) -> T:
+        return resolve(defaults, overrides, scale)
+
+    settings.__doc__ = f"The {defaults.__module__} settings at ``scale``: the paper's defaults with SCALES[scale]."
+    return settings
 
 def type_errors(settings: Any) -> list[str]:
     """Fields of a settings dataclass whose value does not match its annotated type (empty: all good)."""

@@ -436,16 +436,24 @@ def two_part_table(results: Mapping) -> None:
                  "under the decoded model) and their total.")
 
 
-def compression_table(results: Mapping) -> None:
-    """Chapter 3: the best (sparsity, bits) pair of each network-compression code, and the paper's bound."""
-    show(results, [("pruned, bits", lambda r: f"{r.params['best_sparsity']:.0%}, {r.params['best_bits']}"),
-                   ("weights (kbits)", lambda r: kbits(r.parts["weight_bits"], 2)),
+def _best_configuration_table(results: Mapping, choice: Column, model_key: str, model_name: str, code: str,
+                              paper_name: str, caption: str) -> None:
+    """Chapters 3 and 4: a two-part code's best configuration (``choice``), its model bits
+    (``parts[model_key]``), data bits, total, ratio and test accuracy, beside the paper's bound for ``code``."""
+    show(results, [choice, (model_name, lambda r: kbits(r.parts[model_key], 2)),
                    ("data (kbits)", lambda r: kbits(r.parts["data_bits"], 2)),
                    ("total (kbits)", lambda r: kbits(r.codelength_bits, 2)), ("ratio", lambda r: ratio(r.ratio)),
                    ("test acc.", lambda r: percent(r.test_accuracy)),
-                   ("paper (weights only)", lambda r: paper_kbits("network_compression", r.dataset)),
-                   n_column(), scale_column()],
-         caption="The best pair: the fraction of weights pruned and the bits per shared weight.")
+                   (paper_name, lambda r: paper_kbits(code, r.dataset)), n_column(), scale_column()],
+         caption=caption)
+
+
+def compression_table(results: Mapping) -> None:
+    """Chapter 3: the best (sparsity, bits) pair of each network-compression code, and the paper's bound."""
+    _best_configuration_table(
+        results, ("pruned, bits", lambda r: f"{r.params['best_sparsity']:.0%}, {r.params['best_bits']}"),
+        "weight_bits", "weights (kbits)", "network_compression", "paper (weights only)",
+        "The best pair: the fraction of weights pruned and the bits per shared weight.")
 
 
 def compression_breakdown(results: Mapping) -> None:
@@ -460,14 +468,10 @@ def compression_breakdown(results: Mapping) -> None:
 
 def subspace_table(results: Mapping) -> None:
     """Chapter 4: the best (d, p) of each random-subspace code, and the paper's bound (32 d only)."""
-    show(results, [("best d, p", lambda r: f"{r.params['best_d']:,}, {r.params['best_p']}"),
-                   ("model (kbits)", lambda r: kbits(r.parts["model_bits"], 2)),
-                   ("data (kbits)", lambda r: kbits(r.parts["data_bits"], 2)),
-                   ("total (kbits)", lambda r: kbits(r.codelength_bits, 2)), ("ratio", lambda r: ratio(r.ratio)),
-                   ("test acc.", lambda r: percent(r.test_accuracy)),
-                   ("paper (32 d only)", lambda r: paper_kbits("intrinsic_dimension", r.dataset)),
-                   n_column(), scale_column()],
-         caption="The best subspace dimension d and precision p (bits per coordinate).")
+    _best_configuration_table(
+        results, ("best d, p", lambda r: f"{r.params['best_d']:,}, {r.params['best_p']}"), "model_bits",
+        "model (kbits)", "intrinsic_dimension", "paper (32 d only)",
+        "The best subspace dimension d and precision p (bits per coordinate).")
 
 
 def subspace_per_dimension(results: Mapping) -> None:

@@ -90,48 +90,34 @@ def stays_above(codelength_bits_: float, n: int, K: int, c: float = 20.0) -> boo
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    """The variational runs (true and random labels) use n_train samples, ``epochs``, ``sigma0_grid``,
-    ``eval_samples`` (selection), ``final_eval_samples`` (the reported estimate), ``init_sigma``, ``lr``/``lr_rho`` as in the variational chapter; ``memorize_n`` /
-    ``memorize_epochs``: plain Adam training at ``lr`` on random labels (no noise, no early stopping);
-    random labels drawn from ``label_seed``; ``model`` the architecture of Figure 1."""
+class Settings(variational.Posterior):
+    """The variational runs (true and random labels) train their posteriors as the variational chapter does
+    (:class:`variational.Posterior`, here on a smaller grid of prior widths) for ``epochs`` on n_train samples;
+    ``memorize_n`` / ``memorize_epochs``: plain Adam training at ``lr`` on random labels (no noise, no early
+    stopping); random labels drawn from ``label_seed``; ``model`` the architecture of Figure 1."""
 
+    sigma0_grid: tuple[float, ...] = (0.05, 0.1, 0.2)
     n_train: int | None = None
     epochs: int = 100
-    sigma0_grid: tuple[float, ...] = (0.05, 0.1, 0.2)
-    eval_samples: int = 32
-    final_eval_samples: int = 128
-    init_sigma: float = 1e-3
-    lr: float = 1e-3
-    lr_rho: float = 1e-2
-    batch_size: int = 128
     memorize_n: int | None = None
     memorize_epochs: int = 300
     label_seed: int = 1
-    num_threads: int | None = None
     model: str = "mlp3x200"
 
     def variational(self) -> variational.Settings:
         """These settings as the variational chapter's (for :func:`variational.variational_code`)."""
-        return dataclasses.replace(
-            variational.Settings(), n_train=self.n_train, n_test=None, sigma0_grid=self.sigma0_grid,
-            eval_samples=self.eval_samples, final_eval_samples=self.final_eval_samples, init_sigma=self.init_sigma,
-            lr=self.lr, lr_rho=self.lr_rho,
-            batch_size=self.batch_size, num_threads=self.num_threads)
-
+        posterior = {f.name: getattr(self, f.name) for f in dataclasses.fields(variational.Posterior)}
+        return variational.Settings(**posterior, n_train=self.n_train, n_test=None)
 
 SCALES = {
     "smoke": dict(n_train=1000, epochs=3, sigma0_grid=(0.1,), eval_samples=4, final_eval_samples=8, lr_rho=3e-2,
-                  memorize_n=500,
-                  memorize_epochs=20, num_threads=1),
+                  memorize_n=500, memorize_epochs=20, num_threads=1),
     "cpu": dict(epochs=10, sigma0_grid=(0.1,), eval_samples=8, final_eval_samples=32, lr_rho=3e-2, memorize_n=5000,
-                memorize_epochs=150,
-                num_threads=1),
+                memorize_epochs=150, num_threads=1),
 }
 
 
-def settings(scale: str) -> Settings:
-    return scales.resolve(Settings, SCALES, scale)
+settings = scales.settings_of(Settings, SCALES)
 
 
 def code_of(model: str) -> str:

@@ -27,13 +27,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .. import chapters, data, scales
+from .. import data, scales
 from ..bitio import BitReader, BitWriter
 from ..bits import accuracy, codelength_bits
 from ..models import build
@@ -206,12 +205,7 @@ SCALES = {
 }
 
 
-def settings(scale: str) -> Settings:
-    return scales.resolve(Settings, SCALES, scale)
-
-
-def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    return [(dataset, m) for m in (models or chapters.models_for(dataset, settings(scale).models))]
+settings = scales.settings_of(Settings, SCALES)
 
 
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
@@ -219,8 +213,7 @@ def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str 
     """The random-subspace code of ``model`` on ``dataset``'s training labels at ``scale`` (trained on the CPU:
     the sparse projection is CPU-only; ``device`` is not used)."""
     s = settings(scale)
-    train = data.load(dataset, "train", root=data_root, n=s.n_train, seed=seed)
-    test = data.load(dataset, "test", root=data_root, n=s.n_test, seed=seed)
+    train, test = data.splits(dataset, s, seed=seed, root=data_root)
     return subspace_code(train, test, model, s, scale=scale, seed=seed)
 
 

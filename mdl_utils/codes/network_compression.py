@@ -28,19 +28,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import chapters, data, scales
+from .. import data, scales
 from ..bits import accuracy, codelength_bits
 from ..bitio import BitReader, BitWriter, best_rice_parameter, canonical_codes, huffman_lengths
 from ..models import build, num_parameters
 from ..results import CodeResult, Stopwatch, provenance
 from ..training import fit, predict_logits, resolve_device
+from . import two_part
 
 CHAPTER = "network_compression"
 
@@ -219,25 +219,18 @@ def deserialize(payload: bytes, model: nn.Module) -> nn.Module:
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    """Train ``epochs`` (Adam at ``lr``, early stopping with ``patience`` on the last ``val_fraction``), then for
-    each sparsity (iterative magnitude pruning) fine-tune ``finetune_epochs`` at ``finetune_lr`` with the mask;
-    each tensor quantized to a 2^b-entry k-means codebook for b in ``bits``. ``models`` per dataset."""
+class Settings(two_part.Settings):
+    """Train as the two-part chapter does (:class:`two_part.Settings`: ``epochs``, Adam at ``lr``, early stopping
+    with ``patience`` on the last ``val_fraction``), then for each sparsity (iterative magnitude pruning) fine-tune
+    ``finetune_epochs`` at ``finetune_lr`` with the mask; each tensor quantized to a 2^b-entry k-means codebook for
+    b in ``bits``. ``models`` per dataset."""
 
-    n_train: int | None = None
-    n_test: int | None = None
-    epochs: int = 100
-    lr: float = 1e-3
-    batch_size: int = 128
-    patience: int = 5
-    val_fraction: float = 0.1
     finetune_epochs: int = 10
     finetune_lr: float = 5e-4
     sparsities: tuple[float, ...] = (0.0, 0.5, 0.75, 0.9, 0.95, 0.97, 0.98, 0.99)
     bits: tuple[int, ...] = (2, 3, 4, 5, 6, 8)
     models: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: {
         "mnist": ("lenet",), "cifar10": ("lenet",), "synthetic": ("mlp",)})
-
 
 SCALES = {
     "smoke": dict(n_train=1000, n_test=500, epochs=2, patience=3, finetune_epochs=1, sparsities=(0.0, 0.8),
@@ -247,20 +240,15 @@ SCALES = {
 }
 
 
-def settings(scale: str) -> Settings:
-    return scales.resolve(Settings, SCALES, scale)
-
-
-def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    return [(dataset, m) for m in (models or chapters.models_for(dataset, settings(scale).models))]
+settings = scales.settings_of(Settings, SCALES)
 
 
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
             data_root: str | None = None) -> CodeResult:
-    """The network-compression code of ``model`` on ``dataset``'s training labels at ``scale``."""
+    """The network-compression code of ``model`` on ``dataset``'s training labels at ``scale``: the pruned,
+    quantized, Huffman-coded weights, then the labels under the decoded model (paper Sec. 3.1, Han et al. 2016)."""
     s = settings(scale)
-    train = data.load(dataset, "train", root=data_root, n=s.n_train, seed=seed)
-    test = data.load(dataset, "test", root=data_root, n=s.n_test, seed=seed)
+    train, test = data.splits(dataset, s, seed=seed, root=data_root)
     return network_compression(train, test, model, s, scale=scale, seed=seed, device=device)
 
 

@@ -36,12 +36,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import chapters, checkpoint, data, scales
+from .. import checkpoint, data, scales
 from ..bits import accuracy, per_sample_bits, uniform_bits
 from ..models import build, num_parameters
 from ..results import CodeResult, Stopwatch, provenance, result_path
-from ..training import (SCHEDULES, Augmentation, FitResult, fit, predict_logits, resolve_device, torch_threads,
-                        validation_size)
+from ..training import (SCHEDULES, Augmentation, FitResult, fit, precision, predict_logits, resolve_device,
+                        torch_threads, validation_size)
 
 CHAPTER = "prequential"
 CODE_VERSION = 1  # bump when a change of this module changes the numbers (invalidates checkpoints)
@@ -209,14 +209,7 @@ SCALES = {
 }
 
 
-def settings(scale: str) -> Settings:
-    """The chapter's settings at ``scale`` (the paper's defaults with the scale's overrides)."""
-    return scales.resolve(Settings, SCALES, scale)
-
-
-def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    """The (dataset, run) pairs of the chapter: ``models``, else the scale's models table (cold and warm runs)."""
-    return [(dataset, m) for m in (models or chapters.models_for(dataset, settings(scale).models))]
+settings = scales.settings_of(Settings, SCALES)
 
 
 def ablation_runs(dataset: str, scale: str) -> list[tuple[str, str]]:
@@ -233,8 +226,7 @@ def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str 
     chain from the model state saved beside the checkpoint).
     """
     s = settings(scale)
-    train = data.load(dataset, "train", root=data_root, n=s.n_train, seed=seed)
-    test = data.load(dataset, "test", root=data_root, n=s.n_test, seed=seed)
+    train, test = data.splits(dataset, s, seed=seed, root=data_root)
     ckpt = result_path(CHAPTER, dataset, model, scale, seed=seed)
     ckpt = ckpt.parent / ".partial" / ckpt.name
     with torch_threads(s.num_threads):
@@ -615,7 +607,7 @@ def _assemble(train, test, recipe: Recipe, blocks, scale, device, sw, name: str 
         curves=_curves(blocks, key, t1, k),
         params={**scales.as_params(recipe), "num_parameters": num_parameters(net),
                 "n_test": test.n if test is not None else 0, "order_seed": train.seed},
-        provenance=provenance(device=device, stopwatch=sw, data_source=train.source,
+        provenance=provenance(device=device, stopwatch=sw, data_source=train.source, precision=precision(recipe.bf16),
                               compute_seconds=round(sum(b["seconds"] for b in blocks), 3),
                               cpu_seconds=round(sum(b["cpu_seconds"] for b in blocks), 3)),
         note=("labels sent in a seeded random order; early stopping and temperature use transmitted labels only; "

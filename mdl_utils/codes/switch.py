@@ -210,8 +210,7 @@ class Settings:
 SCALES: dict = {}
 
 
-def settings(scale: str) -> Settings:
-    return scales.resolve(Settings, SCALES, scale)
+settings = scales.settings_of(Settings, SCALES)
 
 
 def code_of(model: str) -> str:

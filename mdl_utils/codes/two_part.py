@@ -14,13 +14,12 @@ The paper's Table 1 quotes only the weight term as a lower bound
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .. import chapters, data, scales
+from .. import data, scales
 from ..bits import accuracy, codelength_bits
 from ..models import build, num_parameters
 from ..results import CodeResult, Stopwatch, provenance
@@ -53,20 +52,15 @@ SCALES = {
 }
 
 
-def settings(scale: str) -> Settings:
-    return scales.resolve(Settings, SCALES, scale)
-
-
-def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    return [(dataset, m) for m in (models or chapters.models_for(dataset, settings(scale).models))]
+settings = scales.settings_of(Settings, SCALES)
 
 
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
             data_root: str | None = None) -> CodeResult:
-    """The float32 two-part code of ``model`` on ``dataset``'s training labels, with the settings of ``scale``."""
+    """The float32 two-part code of ``model`` on ``dataset``'s training labels, with the settings of ``scale``:
+    L = 32 x (number of parameters) + sum_i -log2 p_theta(y_i | x_i) (paper Sec. 3.1)."""
     s = settings(scale)
-    train = data.load(dataset, "train", root=data_root, n=s.n_train, seed=seed)
-    test = data.load(dataset, "test", root=data_root, n=s.n_test, seed=seed)
+    train, test = data.splits(dataset, s, seed=seed, root=data_root)
     return float32_two_part(train, test, model, s, scale=scale, seed=seed, device=device)
 
 

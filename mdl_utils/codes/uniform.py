@@ -48,8 +48,7 @@ SCALES = {
 }
 
 
-def settings(scale: str) -> Settings:
-    return scales.resolve(Settings, SCALES, scale)
+settings = scales.settings_of(Settings, SCALES)
 
 
 def code_of(model: str) -> str:

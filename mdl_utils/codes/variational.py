@@ -28,14 +28,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import chapters, data, scales
+from .. import data, scales
 from ..bayesian import bayesian_layers, fixed_sample, kl_bits, num_weights
 from ..bits import LN2
 from ..models import build
@@ -46,19 +45,14 @@ CHAPTER = "variational"
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    """n_train/n_test: samples loaded (None = the whole split); ``epochs`` per dataset, agreed in advance (no
-    early stopping: every label is encoded); ``sigma0_grid``: prior widths tried, one training run each,
-    log2(len) bits paid for the choice; ``eval_samples``: draws theta ~ beta per width to choose sigma0 (the
-    grid's estimates) and for the test accuracy; ``final_eval_samples``: fresh draws, independent of those,
-    for the reported codelength of the chosen width and its standard error; posterior widths start at
-    ``init_sigma``; Adam at ``lr`` for the means and ``lr_rho`` for the widths; ``num_threads``: torch CPU
-    threads during the run (None: unchanged)."""
+class Posterior:
+    """How a posterior is trained and evaluated (the variational and fake-labels chapters): ``sigma0_grid``: prior
+    widths tried, one training run each, log2(len) bits paid for the choice; ``eval_samples``: draws theta ~ beta
+    per width to choose sigma0 (the grid's estimates) and for the test accuracy; ``final_eval_samples``: fresh
+    draws, independent of those, for the reported codelength of the chosen width and its standard error;
+    posterior widths start at ``init_sigma``; Adam at ``lr`` for the means and ``lr_rho`` for the widths, on
+    mini-batches of ``batch_size``; ``num_threads``: torch CPU threads during the run (None: unchanged)."""
 
-    n_train: int | None = None
-    n_test: int | None = None
-    epochs: dict[str, int] = dataclasses.field(default_factory=lambda: {"mnist": 100, "cifar10": 100,
-                                                                         "synthetic": 100})
     sigma0_grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
     eval_samples: int = 32
     final_eval_samples: int = 128
@@ -67,6 +61,18 @@ class Settings:
     lr_rho: float = 1e-2
     batch_size: int = 128
     num_threads: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings(Posterior):
+    """The chapter's settings: how posteriors are trained (:class:`Posterior`), n_train/n_test: samples loaded
+    (None = the whole split), ``epochs`` per dataset, agreed in advance (no early stopping: every label is
+    encoded), ``models`` per dataset."""
+
+    n_train: int | None = None
+    n_test: int | None = None
+    epochs: dict[str, int] = dataclasses.field(default_factory=lambda: {"mnist": 100, "cifar10": 100,
+                                                                         "synthetic": 100})
     models: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: {
         "mnist": ("mlp", "lenet"), "cifar10": ("mlp", "lenet"), "synthetic": ("mlp",)})
 
@@ -83,20 +89,14 @@ SCALES = {
 }
 
 
-def settings(scale: str) -> Settings:
-    return scales.resolve(Settings, SCALES, scale)
-
-
-def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    return [(dataset, m) for m in (models or chapters.models_for(dataset, settings(scale).models))]
+settings = scales.settings_of(Settings, SCALES)
 
 
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
             data_root: str | None = None) -> CodeResult:
     """The variational code of the Bayesian ``model`` on ``dataset``'s training labels at ``scale``."""
     s = settings(scale)
-    train = data.load(dataset, "train", root=data_root, n=s.n_train, seed=seed)
-    test = data.load(dataset, "test", root=data_root, n=s.n_test, seed=seed)
+    train, test = data.splits(dataset, s, seed=seed, root=data_root)
     return variational_code(train, test, model, s, epochs=s.epochs_for(dataset), scale=scale, seed=seed,
                             device=device)
 
