@@ -126,9 +126,18 @@ def _module(spec: Spec, shape: tuple[int, ...], bayesian: bool, init_sigma: floa
         return nn.BatchNorm2d(shape[0])
     if kind == "dropout":
         return None if bayesian else nn.Dropout(spec[1])
-    return {"pool": lambda: nn.MaxPool2d(2), "gap": lambda: nn.AdaptiveAvgPool2d(1), "flatten": nn.Flatten,
+    return {"pool": lambda: nn.MaxPool2d(2), "gap": GlobalAvgPool, "flatten": nn.Flatten,
             "relu": lambda: nn.ReLU() if bayesian else nn.ReLU(inplace=True)}[kind]()
 
+
+
+class GlobalAvgPool(nn.Module):
+    """Global average pooling, (B, C, H, W) -> (B, C, 1, 1), as a mean over H and W: the same numbers as
+    nn.AdaptiveAvgPool2d(1) on the CPU (tested), but with a deterministic backward on CUDA, where
+    adaptive_avg_pool2d's has none (training.make_deterministic is strict there)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
 
 def _specs(name: str, input_shape, num_classes: int) -> list[Spec]:
     if name not in ARCHITECTURES:

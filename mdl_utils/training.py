@@ -10,10 +10,14 @@ import contextlib
 import copy
 import dataclasses
 import math
+import os
 import time
 from typing import Callable
 
-import torch
+# cuBLAS is deterministic only with a fixed workspace; it must be set before the first CUDA matrix product.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import torch  # noqa: E402
 from torch import nn
 from tqdm import tqdm
 
@@ -44,9 +48,27 @@ def torch_threads(n: int | None):
 
 
 def make_deterministic() -> None:
-    """Deterministic kernels (bit-identical reruns on one machine)."""
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    """Deterministic kernels (bit-identical reruns on one machine), so that Bob retrains Alice's weights.
+
+    On CUDA strictly: an operation without a deterministic kernel raises instead of warning (the models avoid
+    them: global average pooling is a mean, see models.GlobalAvgPool), cuDNN deterministic and not benchmarking,
+    cuBLAS with a fixed workspace (CUBLAS_WORKSPACE_CONFIG, set on import), and TF32 off: float32 means float32
+    (:data:`PRECISION`; bfloat16 autocast is a recipe's explicit ``bf16``). On the CPU, torch's kernels are
+    deterministic for a fixed thread count; a missing deterministic kernel only warns there."""
+    torch.use_deterministic_algorithms(True, warn_only=not torch.cuda.is_available())
     torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+PRECISION = "fp32"  # what make_deterministic leaves: float32 kernels everywhere (TF32 off on CUDA)
+
+
+def precision(bf16: bool = False) -> str:
+    """The precision words recorded in a result's provenance: float32, or bfloat16 autocast for the training
+    steps (``bf16``; evaluation and encoding stay float32)."""
+    return "bf16 autocast (training steps), fp32 evaluation" if bf16 else PRECISION
 
 
 @torch.no_grad()

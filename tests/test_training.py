@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -141,3 +143,44 @@ def test_bf16_autocast_training_is_deterministic_and_differs_from_float32():
     c, _, _, _ = _fit(epochs=1, patience=None)
     za, zb, zc = (training.predict_logits(m, d.x[:50], "cpu") for m in (a, b, c))
     assert za.dtype == torch.float32 and torch.equal(za, zb) and not torch.equal(za, zc)
+
+
+# ------------------------------------------------------------ determinism on CUDA, precision (issue 12 item 3)
+
+
+@pytest.mark.parametrize("hw", [3, 4, 7])
+def test_global_average_pooling_is_adaptive_average_pooling_to_the_bit_on_the_cpu(hw):
+    """vgg6 pools with a mean (its CUDA backward is deterministic, adaptive_avg_pool2d's is not); on the CPU it must
+    give the very numbers of nn.AdaptiveAvgPool2d(1), forward and backward, so that stored runs still reproduce."""
+    from mdl_utils.models import GlobalAvgPool
+
+    g = torch.Generator().manual_seed(hw)
+    x = torch.randn(16, 32, hw, hw, generator=g)
+    for xx in (x, x.contiguous(memory_format=torch.channels_last)):
+        a, b = xx.clone().requires_grad_(), xx.clone().requires_grad_()
+        ya, yb = torch.nn.AdaptiveAvgPool2d(1)(a), GlobalAvgPool()(b)
+        grad = torch.randn(ya.shape, generator=g)
+        ya.backward(grad), yb.backward(grad)
+        assert torch.equal(ya, yb) and torch.equal(a.grad, b.grad)
+
+
+def test_make_deterministic_turns_tf32_off_and_cudnn_deterministic():
+    """float32 means float32 on CUDA too: TF32 would change the bits a decoder retrains (and what provenance says)."""
+    from mdl_utils.training import make_deterministic
+
+    torch.backends.cudnn.allow_tf32 = True
+    make_deterministic()
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert torch.are_deterministic_algorithms_enabled()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
+
+
+def test_a_bf16_recipe_records_its_precision_in_the_provenance():
+    from mdl_utils.codes import prequential as P
+    from mdl_utils.training import precision
+
+    train = data.load("synthetic", "train", n=96)
+    recipe = P.Recipe(model="logistic", timesteps=(32, 64, 96), epochs=1, bf16=True, record_epochs=False)
+    r = P.prequential_code(train, None, recipe, scale="smoke", device="cpu", progress=False)
+    assert r.provenance["precision"] == precision(True) != precision(False) == "fp32"
