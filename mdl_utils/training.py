@@ -47,28 +47,28 @@ def torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def make_deterministic() -> None:
+def make_deterministic(tf32: bool = False) -> None:
     """Deterministic kernels (bit-identical reruns on one machine), so that Bob retrains Alice's weights.
 
     On CUDA strictly: an operation without a deterministic kernel raises instead of warning (the models avoid
     them: global average pooling is a mean, see models.GlobalAvgPool), cuDNN deterministic and not benchmarking,
-    cuBLAS with a fixed workspace (CUBLAS_WORKSPACE_CONFIG, set on import), and TF32 off: float32 means float32
-    (:data:`PRECISION`; bfloat16 autocast is a recipe's explicit ``bf16``). On the CPU, torch's kernels are
-    deterministic for a fixed thread count; a missing deterministic kernel only warns there."""
+    cuBLAS with a fixed workspace (CUBLAS_WORKSPACE_CONFIG, set on import). ``tf32``: TensorFloat-32 matrix
+    products and convolutions on CUDA (deterministic too, but other numbers than float32; off unless a recipe
+    asks for it, and then recorded: :func:`precision`). On the CPU, torch's kernels are deterministic for a fixed
+    thread count; a missing deterministic kernel only warns there."""
     torch.use_deterministic_algorithms(True, warn_only=not torch.cuda.is_available())
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
 
 
-PRECISION = "fp32"  # what make_deterministic leaves: float32 kernels everywhere (TF32 off on CUDA)
-
-
-def precision(bf16: bool = False) -> str:
-    """The precision words recorded in a result's provenance: float32, or bfloat16 autocast for the training
-    steps (``bf16``; evaluation and encoding stay float32)."""
-    return "bf16 autocast (training steps), fp32 evaluation" if bf16 else PRECISION
+def precision(bf16: bool = False, tf32: bool = False, device: str | torch.device = "cpu") -> str:
+    """The precision words recorded in a result's provenance: "fp32"; "tf32" when TensorFloat-32 was allowed on a
+    CUDA ``device``; bfloat16 autocast for the training steps with ``bf16`` (evaluation and encoding stay in the
+    float32 or TF32 kernels)."""
+    base = "tf32" if tf32 and torch.device(device).type == "cuda" else "fp32"
+    return f"bf16 autocast (training steps), {base} evaluation" if bf16 else base
 
 
 @torch.no_grad()
@@ -122,6 +122,12 @@ class Augmentation:
     fill: str = "zero"
 
 
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small tensor drawn on the CPU (random draws from the seeded CPU generator), on ``device``; on CUDA through
+    pinned memory and a non-blocking copy, so that the training loop does not wait for the GPU at every step."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+
 def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True,
                   fill: float = 0.0) -> torch.Tensor:
     """Random translations by up to ``pad`` pixels (padding with ``fill``) and horizontal flips (VGGb, App. D).
@@ -129,10 +135,10 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, fli
     Draws from ``generator`` the shifts (2 x batch), then the flips (batch) when ``flip``."""
     b, c, h, w = x.shape
     dev = x.device
-    shift = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(dev)
+    shift = to_device(torch.randint(0, 2 * pad + 1, (2, b), generator=generator), dev)
     cols = torch.arange(w, device=dev)[None, :].expand(b, w)
     if flip:
-        flips = (torch.rand(b, generator=generator) < 0.5).to(dev)
+        flips = to_device(torch.rand(b, generator=generator) < 0.5, dev)
         cols = torch.where(flips[:, None], w - 1 - cols, cols)
     padded = nn.functional.pad(x, (pad, pad, pad, pad), value=fill)
     rows = torch.arange(h, device=dev)[None, :] + shift[0][:, None]
@@ -238,7 +244,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int | Non
         loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy_loss,
         param_groups: list[dict] | None = None, min_steps: int = 0, max_steps: int | None = None,
         eval_every: int | None = None, schedule: str = "constant", restore_best: bool = True,
-        optimizer: torch.optim.Optimizer | None = None, eval_at_start: bool = False, bf16: bool = False) -> FitResult:
+        optimizer: torch.optim.Optimizer | None = None, eval_at_start: bool = False, bf16: bool = False,
+        tf32: bool = False) -> FitResult:
     """Train ``model`` on (x, y) with Adam and mini-batches; deterministic given ``seed``. The one training loop.
 
     The last ``val_fraction`` of the given samples (in the order given) is held out; ``augment`` transforms the
@@ -254,11 +261,12 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int | Non
     data bits); ``param_groups`` Adam's parameter groups (default: all of ``model``'s, at ``lr``); ``optimizer``:
     continue with this optimizer and its state instead (``lr``, ``weight_decay``, ``param_groups`` unused; its
     groups' learning rates restart from their first values). ``bf16``: the training steps' forward passes under
-    bfloat16 autocast (faster on CPUs with bf16 units; evaluation stays float32). The defaults are the paper's
+    bfloat16 autocast (faster on CPUs with bf16 units; evaluation stays float32); ``tf32``: TensorFloat-32 kernels
+    on CUDA (:func:`make_deterministic`). The defaults are the paper's
     routine: epochs with early stopping per epoch, best epoch restored, constant learning rate, float32.
     """
     device = resolve_device(device)
-    make_deterministic()
+    make_deterministic(tf32)
     n_val = validation_size(len(y), val_fraction)
     n_train = len(y) - n_val
     train, val = (x[:n_train].to(device), y[:n_train].to(device)), (x[n_train:].to(device), y[n_train:].to(device))
@@ -360,7 +368,7 @@ def _base_lrs(opt: torch.optim.Optimizer, restart: bool) -> list[float]:
 def _batches(n: int, batch_size: int, g: torch.Generator, device: torch.device):
     """Mini-batch indices, epoch after epoch: each epoch a fresh permutation drawn from ``g`` (when it starts)."""
     while True:
-        order = torch.randperm(n, generator=g).to(device)
+        order = to_device(torch.randperm(n, generator=g), device)
         for i in range(0, n, batch_size):
             yield order[i:i + batch_size]
 

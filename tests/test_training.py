@@ -164,9 +164,11 @@ def test_global_average_pooling_is_adaptive_average_pooling_to_the_bit_on_the_cp
         assert torch.equal(ya, yb) and torch.equal(a.grad, b.grad)
 
 
-def test_make_deterministic_turns_tf32_off_and_cudnn_deterministic():
-    """float32 means float32 on CUDA too: TF32 would change the bits a decoder retrains (and what provenance says)."""
-    from mdl_utils.training import make_deterministic
+def test_make_deterministic_sets_tf32_as_asked_and_cudnn_deterministic():
+    """float32 means float32 on CUDA too (cuDNN allows TF32 by default): TF32 changes the bits a decoder retrains,
+    so it is on only when a recipe asks for it, and the provenance then says so."""
+    from mdl_utils.codes import prequential as P
+    from mdl_utils.training import make_deterministic, precision
 
     torch.backends.cudnn.allow_tf32 = True
     make_deterministic()
@@ -174,6 +176,12 @@ def test_make_deterministic_turns_tf32_off_and_cudnn_deterministic():
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     assert torch.are_deterministic_algorithms_enabled()
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
+    make_deterministic(tf32=True)
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    make_deterministic()
+    assert precision(tf32=True, device="cuda") == "tf32" and precision(tf32=True, device="cpu") == "fp32"
+    assert P.settings("paper").recipe("mnist", "vgg_mnist", 100).tf32  # the GPU scale says so explicitly
+    assert not P.settings("cpu").recipe("mnist", "mlp", 100).tf32
 
 
 def test_a_bf16_recipe_records_its_precision_in_the_provenance():

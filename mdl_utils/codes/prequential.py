@@ -62,7 +62,8 @@ class Recipe:
     ``augment_flip``, horizontal flips (VGGb). ``warm_start``: block s starts from block s-1's final weights
     (and, with ``carry_optimizer``, Adam's state) instead of the seed's initialization, and trains again on all
     transmitted labels. ``channels_last``: images and convolutions in NHWC memory layout; ``bf16``: training
-    steps under bfloat16 autocast (both faster on CPUs; other kernels, so other bits). ``uniform_below``: the
+    steps under bfloat16 autocast (both faster on CPUs; other kernels, so other bits); ``tf32``: TensorFloat-32
+    kernels on CUDA (no effect on the CPU). ``uniform_below``: the
     blocks after fewer than that many labels are sent with the uniform code too (no model trained: the
     timesteps stay those of the other runs, for the switch code). ``calibrate``: a softmax temperature in
     ``temperature_range`` fitted on the held-out labels (when there are at least ``min_calibration``).
@@ -97,6 +98,7 @@ class Recipe:
     augment_fill: str = "zero"
     channels_last: bool = False
     bf16: bool = False
+    tf32: bool = False
     uniform_below: int = 0
 
     def __post_init__(self):
@@ -113,7 +115,7 @@ class Recipe:
         return dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, val_fraction=self.val_fraction,
                     patience=self.patience, augment=augment, min_steps=self.min_steps, max_steps=self.max_steps,
                     eval_every=self.eval_every, schedule=self.schedule, restore_best=self.restore_best,
-                    eval_at_start=self.eval_at_start, bf16=self.bf16)
+                    eval_at_start=self.eval_at_start, bf16=self.bf16, tf32=self.tf32)
 
 
 # Our recipes (not the paper's): named runs of the cpu scale. "model" is the architecture; every other key
@@ -157,7 +159,8 @@ class Settings:
     else ``first_step_default``; then t_1 2^k, then n). A run name is an architecture (Algorithm 2 with these
     settings) or a key of ``recipes``, whose dict ("model": the architecture, other keys: Recipe fields)
     overrides them. ``ablations``: runs per dataset that the chapter's ablation table reads (not in ``models``).
-    ``num_threads``: torch CPU threads during a run (None: unchanged); the bits depend on it."""
+    ``num_threads``: torch CPU threads during a run (None: unchanged); the bits depend on it. ``tf32``: every
+    recipe's TensorFloat-32 kernels on CUDA (the paper scale, on a GPU; recorded as each result's precision)."""
 
     n_train: int | None = None
     n_test: int | None = None
@@ -173,6 +176,7 @@ class Settings:
     first_step: dict[str, int] = dataclasses.field(default_factory=lambda: {"mnist": 8, "cifar10": 10})
     first_step_default: int = 10
     num_threads: int | None = None
+    tf32: bool = False
     models: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: {
         "mnist": ("mlp", "vgg_mnist"), "cifar10": ("mlp", "shallow", "tinycnn", "vgg_cifar", "vgg_cifar_bn"),
         "synthetic": ("logistic", "mlp")})
@@ -188,7 +192,7 @@ class Settings:
         base = Recipe(model=arch, timesteps=tuple(default_timesteps(n, t1)),
                       epochs=self.epochs_by_model.get(arch, self.epochs), batch_size=self.batch_size, lr=self.lr,
                       val_fraction=self.val_fraction, patience=self.patience, augment=arch in self.augment_models,
-                      calibrate=self.calibrate, seed=seed, record_epochs=self.record_epochs)
+                      calibrate=self.calibrate, seed=seed, record_epochs=self.record_epochs, tf32=self.tf32)
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Recipe)})
         if unknown:
             raise ValueError(f"recipe {model!r} sets unknown Recipe fields {unknown}; fix Settings.recipes")
@@ -196,6 +200,8 @@ class Settings:
 
 
 SCALES = {
+    # paper: the paper's settings (the defaults) on a GPU, with TensorFloat-32 tensor-core kernels (docs/PAPER_SCALE.md)
+    "paper": dict(tf32=True),
     "smoke": dict(n_train=600, n_test=200, epochs=3, patience=2, num_threads=1,
                   models={"mnist": ("mlp",), "cifar10": ("mlp",), "synthetic": ("mlp",)}),
     # epochs_by_model: a smaller cap for the models that are slow on a CPU (stated in each result's params).
@@ -607,7 +613,8 @@ def _assemble(train, test, recipe: Recipe, blocks, scale, device, sw, name: str 
         curves=_curves(blocks, key, t1, k),
         params={**scales.as_params(recipe), "num_parameters": num_parameters(net),
                 "n_test": test.n if test is not None else 0, "order_seed": train.seed},
-        provenance=provenance(device=device, stopwatch=sw, data_source=train.source, precision=precision(recipe.bf16),
+        provenance=provenance(device=device, stopwatch=sw, data_source=train.source,
+                              precision=precision(recipe.bf16, recipe.tf32, device),
                               compute_seconds=round(sum(b["seconds"] for b in blocks), 3),
                               cpu_seconds=round(sum(b["cpu_seconds"] for b in blocks), 3)),
         note=("labels sent in a seeded random order; early stopping and temperature use transmitted labels only; "
