@@ -55,9 +55,23 @@ def ratio(r: float | None) -> str:
     return f"{r:.3g}" if r < 10 else f"{r:,.0f}"
 
 
-def codelength_kbits(r: CodeResult) -> str:
-    """A result's codelength in kbits, two decimals below 10 Mbits, one above."""
-    return kbits(r.codelength_bits, 2 if r.codelength_bits < 1e4 else 1)
+def codelength_kbits(r: CodeResult, everything: Sequence[CodeResult] = ()) -> str:
+    """A result's codelength in kbits, two decimals below 10 kbits, one above; with the mean ± standard deviation
+    over seeds when ``everything`` holds the same run for more than one seed (:func:`seed_spread`)."""
+    digits = 2 if r.codelength_bits < 1e4 else 1
+    spread = seed_spread(r, everything, digits)
+    return kbits(r.codelength_bits, digits) + (f" ({spread})" if spread else "")
+
+
+def seed_spread(r: CodeResult, everything: Sequence[CodeResult], digits: int = 2) -> str:
+    """"mean ± sd over k seeds" (kbits) of the codelengths in ``everything`` of ``r``'s run (code, dataset, model,
+    scale) when more than one seed of it is stored (python -m mdl_utils.jobs run --seeds 0 1 2); else ""."""
+    same = {x.seed: x.codelength_bits for x in everything
+            if (x.code, x.dataset, x.model, x.scale) == (r.code, r.dataset, r.model, r.scale)}
+    if len(same) < 2:
+        return ""
+    values = np.array(list(same.values()), dtype=np.float64) / 1000
+    return f"{values.mean():,.{digits}f} ± {values.std(ddof=1):,.{digits}f} over {len(values)} seeds"
 
 
 def label(dataset: str) -> str:
@@ -126,6 +140,7 @@ def show(results: Mapping[Any, CodeResult | None] | Sequence[CodeResult | None],
     included) marked "fold" go into the caption when every computed row has the same value, or one value per
     dataset (the first key); the default keys are the dataset and the model (folded when there is one model)."""
     items = list(results.items()) if isinstance(results, Mapping) else [(None, r) for r in results]
+    columns = [*columns, *_seeds_column([r for _, r in items if r is not None])]
     keys = keys or ((("dataset", lambda k: label(k[0])), ("model", lambda k: k[1], "fold"))
                     if isinstance(results, Mapping) else ())
     header = [c[0] for c in (*keys, *columns)]
@@ -139,6 +154,16 @@ def show(results: Mapping[Any, CodeResult | None] | Sequence[CodeResult | None],
         display_markdown(text)
     return text
 
+
+
+def _seeds_column(found: Sequence[CodeResult]) -> list[Column]:
+    """The column "over seeds (kbits)" (:func:`seed_spread`) when a run of ``found`` is stored for several seeds
+    (the store is read only then); folded away when every cell is empty."""
+    root = results_root()
+    if not found or not root.is_dir() or not any(root.glob("**/*-seed*.json")):
+        return []
+    everything = _everything(root)
+    return [("over seeds (kbits)", lambda r: seed_spread(r, everything), "fold")]
 
 def with_notes(caption: str, notes: Sequence[str]) -> str:
     """A caption followed by the folded columns' phrases ("scale: cpu (...)")."""
@@ -155,6 +180,11 @@ def done(results: Mapping[Any, CodeResult | None] | Sequence[CodeResult | None])
     """The computed results (not None) of a dict or a list."""
     return [r for r in (results.values() if isinstance(results, Mapping) else results) if r is not None]
 
+
+
+def of_dataset(results: Mapping[tuple[str, str], CodeResult | None], dataset: str) -> list[CodeResult]:
+    """The computed results of ``dataset`` in a dict keyed by (dataset, model), in its order."""
+    return [r for (d, _), r in results.items() if d == dataset and r is not None]
 
 def say_each(results: Mapping | Sequence, sentence: Callable[[CodeResult], str]) -> None:
     """One Markdown paragraph per computed result."""
@@ -236,14 +266,14 @@ def best_results(root: Path | None = None) -> dict[tuple[str, str], CodeResult |
 def comparison_rows(table: str, root: Path | None = None) -> tuple[list[str], list[list]]:
     """Header and rows of paper Table ``table`` ("1" or "2") beside our best stored results (a missing one: None
     cells); the scale of each of ours in words."""
-    best = best_results(root)
+    best, everything = best_results(root), _everything(root)
     header = ["code", "dataset", "ours: kbits", "ratio", "test acc.", "our model", "scale", "paper: kbits", "ratio",
               "test acc."]
     rows = []
     for row in paper_tables()["tables"][table]["rows"]:
         for ds in DATASETS:
             r, ref = best[(row["code"], ds)], row[ds]
-            ours = ([codelength_kbits(r), ratio(r.ratio),
+            ours = ([codelength_kbits(r, everything), ratio(r.ratio),
                      percent(r.test_accuracy), r.model, scale_words(r.scale)] if r else [None] * 5)
             b = f"{ref['bound']} " if ref.get("bound") else ""
             rows.append([row["label"], label(ds), *ours, f"{b}{ref['kbits']:,}", f"{b}{ref['ratio']:,}",
@@ -300,17 +330,17 @@ def _paper_scale_words(code: str, dataset: str) -> str:
     return "; ".join(filter(None, [", ".join(nets), epochs and f"epochs {epochs}"]))
 
 
-def gap_table(root: Path | None = None) -> None:
-    """Summary: for each code of the paper's tables that trains something, our shortest codelength beside the
-    paper's, what our run trained (its params), its minutes (provenance) and what the paper scale trains (the
-    chapter's Settings at the paper scale)."""
+def gap_table(root: Path | None = None, codes_: Sequence[str] | None = None) -> None:
+    """Summary (and chapters 6, 7 with ``codes_``): for each code of the paper's tables that trains something (or
+    each of ``codes_``), our shortest codelength beside the paper's, what our run trained (its params), its
+    minutes (provenance) and what the paper scale trains (the chapter's Settings at the paper scale)."""
     everything, rows = _everything(root), []
     for (code, ds), r in best_results(root).items():
-        if r is not None and code != "uniform":
+        if r is not None and code != "uniform" and (codes_ is None or code in codes_):
             run, minutes = _run_words(r, everything)
             paper = paper_kbits(code, ds, paper_values(code, ds)[0]["table"])
-            rows.append([_label_of(code), label(ds), f"{codelength_kbits(r)} / {paper}", run, f"{minutes:,.0f}",
-                         _paper_scale_words(code, ds)])
+            rows.append([_label_of(code), label(ds), f"{codelength_kbits(r, everything)} / {paper}", run,
+                         f"{minutes:,.0f}", _paper_scale_words(code, ds)])
     if rows:
         display_markdown(markdown(["code", "dataset", "kbits: ours / paper", "our run: models; epochs", "min.",
                                    "paper scale: models; epochs"], rows,
@@ -531,13 +561,15 @@ def prequential_table(results: Mapping) -> None:
     show(results, [("kbits", lambda r: kbits(r.parts["bits_calibrated"], 2)),
                    ("uncalibrated", lambda r: kbits(r.parts["bits_uncalibrated"], 2)),
                    ("ratio", lambda r: ratio(r.ratio)), ("test acc.", lambda r: percent(r.test_accuracy)),
-                   ("recipe", lambda r: prequential_recipe_words(r.params)),
                    ("min.", lambda r: minutes(r, "compute_seconds") or minutes(r, "wall_seconds")),
                    ("CPU min.", lambda r: minutes(r, "cpu_seconds")),
                    ("paper's best", lambda r: paper_kbits("prequential", r.dataset)), n_column(), scale_column()],
          caption="Codelengths in kbits, calibrated (the code) and uncalibrated; min.: minutes of computation on a "
                  "shared 2-core CPU with one torch thread (CPU min.: processor time, where recorded); the "
-                 "paper's best is its VGG-like network on a GPU.")
+                 "paper's best is its VGG-like network on a GPU. Each run's recipe is listed below the table.")
+    recipes = {r.model: prequential_recipe_words(r.params) for r in done(results)}
+    if recipes:
+        display_markdown("Recipes:\n\n" + "\n".join(f"- `{name}`: {words}" for name, words in recipes.items()))
 
 
 def calibration_table(r: CodeResult) -> None:
@@ -576,6 +608,21 @@ def switch_table(preq: Sequence[CodeResult], switched: Sequence[CodeResult]) -> 
                               f"{', '.join(map(scale_words, scales_))}."))
 
 
+
+def switch_notes(results: Mapping) -> None:
+    """Chapter 7: each switch code's best block sequence (which run encodes from which label on), and each
+    self-switch code's chosen evaluation per block beside the one early stopping kept."""
+    sentences = []
+    for r in done(results):
+        if r.code == "switch":
+            starts = [0, *r.params["timesteps"]]
+            sentences.append(f"{label(r.dataset)}, best block sequence: " + ", ".join(
+                f"{name} from label {starts[i]:,}" for i, name in r.curves["best_sequence"]) + ".")
+        else:
+            sentences.append(f"{label(r.dataset)} / {r.model}: self-switch epochs {r.curves['chosen_epoch']}; "
+                             f"early stopping kept {r.curves['early_stopping_epoch']}.")
+    say(*sentences)
+
 def bytes_table(results: Mapping) -> None:
     """Chapter 9: computed codelength against the file: file size, header (compact, self-describing), overheads
     (payload alone, whole file) and times."""
@@ -584,20 +631,37 @@ def bytes_table(results: Mapping) -> None:
 
     show(results, [("computed (bits)", lambda r: bits(r.parts["computed_codelength_bits"])),
                    ("file (bytes)", lambda r: f"{r.parts['file_bytes']:,.0f}"),
-                   ("header (bits): compact / self-describing",
+                   ("header bits: compact / described",
                     lambda r: pair(r, "header_bits", "self_describing_header_bits", ",.0f")),
-                   ("overhead (bits): payload / file",
+                   ("overhead bits: payload / file",
                     lambda r: pair(r, "payload_overhead_bits", "overhead_bits", "+.1f")),
-                   ("encode / decode (s)", lambda r: f"{r.params['encode_seconds']:.1f} / "
-                                                     f"{r.params['decode_seconds']:.1f}"),
+                   ("seconds: enc. / dec. / chapter", lambda r: " / ".join(filter(None, [
+                       f"{r.params['encode_seconds']:.1f}", f"{r.params['decode_seconds']:.1f}",
+                       _trained_seconds(r)]))),
                    ("round trip", lambda r: "exact" if r.params["round_trip_labels_equal"]
                     and r.params["round_trip_probabilities_equal"] else "FAILED", "fold"),
                    n_column(), scale_column()],
          caption="Bits over the computed codelength (model bits included). The header column counts everything "
-                 "besides the model and the payload: the compact header the file holds, or a self-describing one "
-                 "that adds the full settings as compressed JSON; the file overhead is the header plus the payload "
-                 "overhead.")
+                 "besides the model and the payload: the compact header the file holds, or a self-describing "
+                 "(described) one that adds the full settings as compressed JSON; the file overhead is the header "
+                 "plus the payload overhead. Seconds to encode, to decode, and (chapter) that the prequential or "
+                 "two-part chapter took to train the same models once, for comparison: encoding and decoding each "
+                 "train them again (wall seconds on a 2-core CPU shared with other jobs).")
 
+
+
+def _trained_seconds(r: CodeResult) -> str:
+    """Chapter 9: the computation seconds of the stored chapter runs that train the models of a file's code (the
+    prequential runs of a prequential, switch or self-switch code; the two-part run), summed; "" without any."""
+    from . import results
+
+    code, nets = r.params["code"], (r.params.get("network") or "").split("-")
+    chapter = "two_part" if code == "two_part" else "prequential"
+    try:
+        runs = [results.load(chapter, r.dataset, m, r.scale, seed=r.seed) for m in nets if m and code != "uniform"]
+    except results.MissingResultError:
+        return ""
+    return f"{sum(_seconds(x) for x in runs):,.0f}" if runs else ""
 
 def fake_labels_table(results: Mapping) -> None:
     """Chapter 8: the variational code per sample on true and on random labels, beside the uniform code."""
@@ -783,41 +847,73 @@ def prequential_blocks_table(results: Sequence[CodeResult]) -> None:
                               f"and total seconds."))
 
 
+def _cold_reference(r: CodeResult, found: Sequence[CodeResult]) -> tuple[CodeResult | None, str]:
+    """The run a prequential run is measured against, and its words: the Algorithm 2 run of its architecture (the
+    run named after it), else its cold twin (the same recipe with ``warm_start`` off); (None, "") when neither is
+    stored, or when ``r`` is that run."""
+    def twin(x: CodeResult) -> bool:
+        strip = ("warm_start", "carry_optimizer")
+        return (x.dataset == r.dataset and not x.params.get("warm_start")
+                and {k: v for k, v in x.params.items() if k not in strip}
+                == {k: v for k, v in r.params.items() if k not in strip})
+
+    algorithm2 = next((x for x in found if x.dataset == r.dataset and x.model == r.params["model"]), None)
+    for ref, words in ((algorithm2, "Algorithm 2"), (next((x for x in found if twin(x)), None), "cold twin")):
+        if ref is not None:
+            return (None, "") if ref is r else (ref, words)
+    return None, ""
+
+
+def _recipe_cells(p: Mapping[str, Any]) -> list[str]:
+    """A recipe's ingredients as short cells: start, budget, learning rate, stopping and kept weights."""
+    start = ("warm" + (" + Adam state" if p.get("carry_optimizer") else "")) if p.get("warm_start") else "cold"
+    budget = " ".join(filter(None, [f"{p['epochs']} ep." if p.get("epochs") is not None else "",
+                                    f"<= {p['max_steps']:,} steps" if p.get("max_steps") else "",
+                                    f">= {p['min_steps']:,} steps" if p.get("min_steps") else ""]))
+    stop = (f"early ({p['patience']}), " if p.get("patience") is not None else "none, ") + \
+        ("best" if p.get("restore_best", True) else "last")
+    return [start, budget, p.get("schedule", "constant"), stop]
+
+
 def prequential_ablation_table(results: Mapping) -> None:
-    """Chapter 6: what each ingredient of a recipe does: codelength and minutes of each run, and against the
-    Algorithm 2 run of the same architecture (the run named after it), the bits saved and the time ratio."""
-    found = [r for r in (results.values() if isinstance(results, Mapping) else results) if r is not None]
-    reference = {r.params["model"]: r for r in found if r.model == r.params["model"]}
+    """Chapter 6: what each ingredient of a recipe does: the ingredients, codelength and minutes of each run, and
+    against its reference (:func:`_cold_reference`: Algorithm 2, else the cold run of the same budget) the bits
+    saved and the time ratio."""
+    found = done(results)
 
     def versus(r, f):
-        ref = reference.get(r.params["model"])
-        return "" if ref is None or ref is r else f(ref)
+        ref, _ = _cold_reference(r, found)
+        return "" if ref is None else f(ref)
 
-    show(results, [("recipe", lambda r: prequential_recipe_words(r.params)),
-                   ("kbits", lambda r: kbits(r.codelength_bits, 2)),
+    columns = [(name, lambda r, i=i: _recipe_cells(r.params)[i])
+               for i, name in enumerate(("start", "budget", "lr", "stopping, weights"))]
+    show(results, [*columns, ("kbits", lambda r: kbits(r.codelength_bits, 2)),
                    ("min.", lambda r: f"{_seconds(r) / 60:.1f}"),
-                   ("bits saved vs Algorithm 2", lambda r: versus(r, lambda ref: bits(ref.codelength_bits
-                                                                                      - r.codelength_bits, 0))),
-                   ("time vs Algorithm 2", lambda r: versus(r, lambda ref: f"{_seconds(r) / _seconds(ref):.2f}x")),
+                   ("against", lambda r: versus(r, lambda ref: ref.model)),
+                   ("bits saved", lambda r: versus(r, lambda ref: bits(ref.codelength_bits - r.codelength_bits, 0))),
+                   ("time", lambda r: versus(r, lambda ref: f"{_seconds(r) / _seconds(ref):.2f}x")),
                    n_column(), scale_column()],
-         caption="Ablation of the recipes (one torch thread, 2-core CPU); Algorithm 2: the paper's recipe, cold, "
-                 "run under the architecture's own name.")
+         caption="Ablation of the recipes (one torch thread, 2-core CPU). Budget in epochs per block (ep.) and "
+                 "optimizer steps; stopping: early stopping (patience) or none, and whether the best evaluated or "
+                 "the last weights are kept. Bits saved and time ratio against the run in the column 'against': "
+                 "Algorithm 2 (the paper's recipe, run under the architecture's own name), else the same recipe "
+                 "started cold.")
 
 
 def prequential_gains(results: Mapping) -> list[str]:
-    """Chapter 6: per dataset and architecture, the shortest warm run against the Algorithm 2 run (the run named
-    after the architecture): bits and time saved, as sentences; then the best run per dataset beside the paper."""
+    """Chapter 6: per dataset and architecture, the shortest warm run against its reference (:func:`_cold_reference`):
+    bits and time saved, as sentences; then the best run per dataset beside the paper."""
     found = [r for r in results.values() if r is not None and r.code == "prequential"]
-    cold = {(r.dataset, r.model): r for r in found if r.model == r.params["model"]}
     sentences = []
-    for (ds, arch), ref in sorted(cold.items()):
+    for ds, arch in sorted({(r.dataset, r.params["model"]) for r in found}):
         warm = [r for r in found if r.dataset == ds and r.params["model"] == arch and r.params.get("warm_start")]
-        if warm:
-            w = min(warm, key=lambda r: r.codelength_bits)
+        w = min(warm, key=lambda r: r.codelength_bits) if warm else None
+        ref, words = _cold_reference(w, found) if w else (None, "")
+        if ref is not None:
             saved = ref.codelength_bits - w.codelength_bits
             sentences.append(
                 f"{label(ds)} / {arch}: the warm recipe `{w.model}` codes the labels in {kbits(w.codelength_bits, 2)} "
-                f"kbits instead of {kbits(ref.codelength_bits, 2)} (Algorithm 2): {kbits(saved, 2)} kbits "
+                f"kbits instead of {kbits(ref.codelength_bits, 2)} (`{ref.model}`, {words}): {kbits(saved, 2)} kbits "
                 f"({saved / ref.codelength_bits:.0%}) fewer, in {_seconds(w) / _seconds(ref):.2f}x the time.")
     for ds in sorted({r.dataset for r in found}):
         best = min((r for r in found if r.dataset == ds), key=lambda r: r.codelength_bits)

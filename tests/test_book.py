@@ -65,16 +65,10 @@ def test_summary_shows_every_best_result_its_scale_and_the_way_to_the_paper_scal
         assert words in text, words
 
 
-PENDING_FOLDING = {"prequential": "issue 15 item 2: tagged by the chapter's owner",
-                   "switch": "issue 15 item 2: tagged by the chapter's owner"}
-
-
 @pytest.mark.parametrize("chapter", [c.name for c in codes.CHAPTERS])
 def test_chapter_pages_show_parameters_and_the_compute_call_only(built_book_html, chapter):
     """Prose, tables and figures, not code: a chapter shows its parameters cell and the one call that computes its
     code; every other cell's source is folded behind the theme's toggle (tag hide-input)."""
-    if chapter in PENDING_FOLDING:
-        pytest.xfail(PENDING_FOLDING[chapter])
     c = codes.chapter(chapter)
     soup = BeautifulSoup((built_book_html / f"notebooks/{c.number:02d}_{c.name}.html").read_text(), "html.parser")
     cells = soup.select("div.cell")

@@ -335,3 +335,18 @@ def test_model_names_of_the_chapter():
     assert B.split_name("self_switch_small_cnn") == ("self_switch", "small_cnn")
     with pytest.raises(ValueError, match="unknown code"):
         B.split_name("switchy")
+
+
+@needs_data
+def test_a_warm_start_recipe_round_trips_on_mnist_smoke_and_codes_what_the_chapter_computes():
+    """Issue 16: the chapter's warm recipe mlp_warm as a file, on MNIST at smoke scale: Bob replays the chain
+    from the labels he decoded, and the file's computed codelength is the prequential chapter's (to 1e-9)."""
+    mnist = data.load("mnist", "train", n=P.settings("smoke").n_train, seed=0)
+    code = B.code_for("prequential", "mnist", mnist.n, mnist.K, "mlp_warm", "smoke")
+    assert code.recipe.warm_start
+    with training.torch_threads(1):
+        enc = B.encode(mnist, code, progress=False)
+        dec = B.decode(enc.data, bob(mnist), model="mlp_warm", progress=False)
+    assert np.array_equal(dec.labels, mnist.y.numpy()) and np.array_equal(dec.probs, enc.probs)
+    chapter = P.compute("mnist", "mlp_warm", "smoke", device="cpu", progress=False)
+    assert enc.codelength_bits == pytest.approx(chapter.codelength_bits, rel=1e-9, abs=1e-6)

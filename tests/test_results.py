@@ -207,3 +207,13 @@ def test_check_writable_refuses_before_any_work(tmp_path, target, match):
         results.check_writable(tmp_path / target)
     assert results.check_writable(tmp_path / "new" / "deeper" / "x.mdl") == tmp_path / "new" / "deeper" / "x.mdl"
     assert not (tmp_path / "new").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file.txt"]
+
+
+def test_the_spread_over_seeds_is_shown_only_when_several_seeds_are_stored():
+    from mdl_utils import tables
+
+    runs = [make(seed=s, codelength_bits=b) for s, b in ((0, 1000.0), (1, 1300.0), (2, 1600.0))]
+    other = make(seed=1, model="other", codelength_bits=9.0)
+    assert tables.seed_spread(runs[0], [runs[0], other]) == ""  # one seed of this run: nothing to say
+    assert tables.seed_spread(runs[0], runs + [other]) == "1.30 ± 0.30 over 3 seeds"  # mean 1.3 kbits, sd 0.3
+    assert tables.codelength_kbits(runs[1], runs) == "1.30 (1.30 ± 0.30 over 3 seeds)"

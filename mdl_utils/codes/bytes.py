@@ -679,10 +679,12 @@ SCALES = {
     "smoke": dict(parallel_chains=False, models={"mnist": _SMOKE, "cifar10": ("uniform", "prequential_mlp"),
                                                  "synthetic": _SMOKE}),
     # cpu: the MNIST codes whose chains take minutes on 2 cores (a switch between the paper's MLP recipe and ours);
-    # CIFAR-10: uniform and the MLP's prequential code (the CNN chains take half an hour each, twice per round trip).
+    # CIFAR-10: uniform, the MLP's prequential code and a switch between it and our best run, vgg6_warm (its chain
+    # takes half an hour, twice per round trip).
     "cpu": dict(models={"mnist": ("uniform", "prequential_mlp", "prequential_mlp_warm", "two_part_mlp",
                                   "switch-mlp-mlp_warm-uniform", "self_switch_mlp"),
-                        "cifar10": ("uniform", "prequential_mlp"), "synthetic": ("uniform", "prequential_mlp")}),
+                        "cifar10": ("uniform", "prequential_mlp", "switch-mlp-vgg6_warm-uniform"),
+                        "synthetic": ("uniform", "prequential_mlp")}),
 }
 
 
