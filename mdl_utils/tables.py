@@ -865,39 +865,43 @@ def _cold_reference(r: CodeResult, found: Sequence[CodeResult]) -> tuple[CodeRes
 
 
 def _recipe_cells(p: Mapping[str, Any]) -> list[str]:
-    """A recipe's ingredients as short cells: start, budget, learning rate, stopping and kept weights."""
+    """A recipe's ingredients as short cells: start, budget (epochs, steps) and learning-rate schedule, stopping
+    rule and kept weights."""
     start = ("warm" + (" + Adam state" if p.get("carry_optimizer") else "")) if p.get("warm_start") else "cold"
-    budget = " ".join(filter(None, [f"{p['epochs']} ep." if p.get("epochs") is not None else "",
-                                    f"<= {p['max_steps']:,} steps" if p.get("max_steps") else "",
-                                    f">= {p['min_steps']:,} steps" if p.get("min_steps") else ""]))
+    budget = ", ".join(filter(None, [f"{p['epochs']} ep." if p.get("epochs") is not None else "",
+                                     f"<= {p['max_steps']:,} steps" if p.get("max_steps") else "",
+                                     f">= {p['min_steps']:,} steps" if p.get("min_steps") else "",
+                                     p.get("schedule", "constant")]))
     stop = (f"early ({p['patience']}), " if p.get("patience") is not None else "none, ") + \
         ("best" if p.get("restore_best", True) else "last")
-    return [start, budget, p.get("schedule", "constant"), stop]
+    return [start, budget, stop]
 
 
 def prequential_ablation_table(results: Mapping) -> None:
-    """Chapter 6: what each ingredient of a recipe does: the ingredients, codelength and minutes of each run, and
-    against its reference (:func:`_cold_reference`: Algorithm 2, else the cold run of the same budget) the bits
-    saved and the time ratio."""
+    """Chapter 6: what each ingredient of a recipe does, on one dataset: the ingredients, codelength and minutes of
+    each run, and against its reference (:func:`_cold_reference`: Algorithm 2, else the same recipe started cold)
+    the bits saved and the time ratio."""
     found = done(results)
+    if not found:
+        return
 
     def versus(r, f):
         ref, _ = _cold_reference(r, found)
         return "" if ref is None else f(ref)
 
     columns = [(name, lambda r, i=i: _recipe_cells(r.params)[i])
-               for i, name in enumerate(("start", "budget", "lr", "stopping, weights"))]
+               for i, name in enumerate(("start", "budget, lr", "stop, keep"))]
     show(results, [*columns, ("kbits", lambda r: kbits(r.codelength_bits, 2)),
                    ("min.", lambda r: f"{_seconds(r) / 60:.1f}"),
                    ("against", lambda r: versus(r, lambda ref: ref.model)),
                    ("bits saved", lambda r: versus(r, lambda ref: bits(ref.codelength_bits - r.codelength_bits, 0))),
                    ("time", lambda r: versus(r, lambda ref: f"{_seconds(r) / _seconds(ref):.2f}x")),
-                   n_column(), scale_column()],
-         caption="Ablation of the recipes (one torch thread, 2-core CPU). Budget in epochs per block (ep.) and "
-                 "optimizer steps; stopping: early stopping (patience) or none, and whether the best evaluated or "
-                 "the last weights are kept. Bits saved and time ratio against the run in the column 'against': "
-                 "Algorithm 2 (the paper's recipe, run under the architecture's own name), else the same recipe "
-                 "started cold.")
+                   n_column(), scale_column()], keys=[("run", lambda k: k[1])],
+         caption=f"**{label(found[0].dataset)}**: ablation of the recipes (one torch thread, 2-core CPU). Budget in "
+                 "epochs per block (ep.) and optimizer steps, and the learning-rate schedule; stop, keep: early "
+                 "stopping (patience) or none, and whether the best evaluated or the last weights are kept. Bits "
+                 "saved and time ratio against the run in the column 'against': Algorithm 2 (the paper's recipe, "
+                 "run under the architecture's own name), else the same recipe started cold.")
 
 
 def prequential_gains(results: Mapping) -> list[str]:
