@@ -286,3 +286,33 @@ if __name__ == "__main__":
     if not (html / "index.html").is_file():
         sys.exit(f"{html}/index.html missing: run `make book` first")
     screenshots(html, out)
+
+
+def test_search_snippets_show_typeset_math_not_tex_source(chromium, built_book_html):
+    """Sphinx cuts search snippets from the pages' text, where math is TeX source; _static/search_math.js typesets
+    them with the book's MathJax and drops math the cut split. Served over HTTP: Sphinx fetches the pages for the
+    snippets, which a file:// page may not."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(built_book_html))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="searchcheck-", ignore_cleanup_errors=True) as tmp:
+            offline = [f if not f.startswith("--host-resolver-rules") else f"{f}, EXCLUDE 127.0.0.1"
+                       for f in CHROMIUM_FLAGS]  # still no network, but the local server
+            proc = subprocess.run([chromium, *offline, f"--user-data-dir={tmp}/profile", "--dump-dom",
+                                   f"http://127.0.0.1:{server.server_address[1]}/search.html?q=uniform"],
+                                  capture_output=True, text=True, timeout=180)
+    finally:
+        server.shutdown()
+    snippets = BeautifulSoup(proc.stdout, "html.parser").select("p.context")
+    typeset = [p for p in snippets if p.select("mjx-container")]
+    assert len(snippets) >= 5 and typeset, (len(snippets), proc.stderr[-500:])
+    for p in snippets:
+        for math in p.select("mjx-container"):
+            math.decompose()
+        assert not re.search(r"\\[()[\]]|\\mid|\\log", p.get_text(" ")), p.get_text(" ")[:300]
