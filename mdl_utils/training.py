@@ -248,22 +248,21 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int | Non
         tf32: bool = False) -> FitResult:
     """Train ``model`` on (x, y) with Adam and mini-batches; deterministic given ``seed``. The one training loop.
 
-    The last ``val_fraction`` of the given samples (in the order given) is held out; ``augment`` transforms the
-    training mini-batches (:func:`augmenter`). Training runs
-    :func:`step_budget` optimizer steps (``epochs`` passes, capped at ``max_steps``, at least ``min_steps``),
-    with the learning rate of ``schedule`` (:func:`lr_factor`) over them. Every ``eval_every`` steps (None: after
-    every epoch) and after the last step the validation loss is measured; training stops when it has not
-    improved for ``patience`` evaluations (never before ``min_steps``); with ``restore_best`` the weights of the
-    best evaluation are restored (``eval_at_start``: the initial weights compete too). Everything the routine
-    looks at is in (x, y): for a prequential block, transmitted labels only (the causality rule).
+    The last ``val_fraction`` of the samples (in the order given) is held out; ``augment`` transforms training
+    mini-batches (:func:`augmenter`). Training runs :func:`step_budget` steps (``epochs`` passes, at most
+    ``max_steps``, at least ``min_steps``) at the learning rate of ``schedule`` (:func:`lr_factor`). Every
+    ``eval_every`` steps (None: every epoch) and after the last step the validation loss is measured; training stops
+    when it has not improved for ``patience`` evaluations (never before ``min_steps``); with ``restore_best`` the
+    weights of the best evaluation are restored (``eval_at_start``: the initial weights compete too). Everything the
+    routine looks at is in (x, y): for a prequential block, transmitted labels only (the causality rule).
     ``on_epoch_end(e, model)`` is called with e = 0 before training and after every evaluation e = 1..epochs_run
     (self-switch codes). ``loss(model, xb, yb)`` is the mini-batch objective (the variational code passes KL/n +
     data bits); ``param_groups`` Adam's parameter groups (default: all of ``model``'s, at ``lr``); ``optimizer``:
     continue with this optimizer and its state instead (``lr``, ``weight_decay``, ``param_groups`` unused; its
     groups' learning rates restart from their first values). ``bf16``: the training steps' forward passes under
     bfloat16 autocast (faster on CPUs with bf16 units; evaluation stays float32); ``tf32``: TensorFloat-32 kernels
-    on CUDA (:func:`make_deterministic`). The defaults are the paper's
-    routine: epochs with early stopping per epoch, best epoch restored, constant learning rate, float32.
+    on CUDA (:func:`make_deterministic`). The defaults are the paper's routine: epochs with early stopping per
+    epoch, best epoch restored, constant learning rate, float32.
     """
     device = resolve_device(device)
     make_deterministic(tf32)
@@ -280,9 +279,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int | Non
                  set_lr=schedule != "constant" or optimizer is not None, augment=augmenter(augment, train[0]),
                  batch_size=batch_size, bf16=bf16)
     t0 = time.perf_counter()
-    bar = tqdm(total=plan.total, desc=progress if isinstance(progress, str) else "fit", leave=False,
-               disable=not progress)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with tqdm(total=plan.total, desc=progress if isinstance(progress, str) else "fit", leave=False,
+              disable=not progress) as bar, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
         best = _Best(model, n_val > 0 and restore_best,
@@ -290,7 +288,6 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int | Non
         if on_epoch_end:
             on_epoch_end(0, model)
         history, evals, step, seen = _loop(model, opt, loss, train, val, plan, best, on_epoch_end, g, bar)
-    bar.close()
     if best.keep:
         model.load_state_dict(best.state)
     model.eval()
