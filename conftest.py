@@ -11,6 +11,8 @@ the book without executing anything again: each notebook is executed once per
 
 from __future__ import annotations
 
+import mdl_utils  # noqa: F401  portable numerics (mdl_utils.numerics) before any test runs torch code
+
 import tempfile
 import types
 from pathlib import Path

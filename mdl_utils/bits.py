@@ -50,9 +50,16 @@ def per_sample_bits(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     return (nats / LN2).cpu().numpy()
 
 
+def total(bits) -> float:
+    """The sum of codelengths (any array or iterable of floats), exactly rounded (``math.fsum``): the same float
+    for the same numbers in any order or grouping, on any machine. Every total of the book is this sum, so that
+    two codes that spend the same per-sample bits report the same codelength to the last bit."""
+    return math.fsum(np.asarray(bits, dtype=np.float64).ravel().tolist())
+
+
 def codelength_bits(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """L_p(y | x) = sum_i -log2 p(y_i | x_i) in bits, p = softmax(logits) (Prop. 1)."""
-    return float(per_sample_bits(logits, labels).sum())
+    return total(per_sample_bits(logits, labels))
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import numerics
 from .results import write_json_atomic
 
 
@@ -32,12 +32,13 @@ def digest(array: torch.Tensor | np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def fingerprint(settings: dict[str, Any], dataset, code_version: int) -> str:
-    """SHA-1 (16 hex digits) of the settings, the dataset (name, n, order seed, inputs and labels digests),
-    mdl_utils' version and the code's own version number."""
+def fingerprint(settings: dict[str, Any], dataset, device="cpu") -> str:
+    """SHA-1 (16 hex digits) of the settings, the dataset (name, n, order seed, inputs and labels digests), the
+    version of the numbers (numerics.CODE_VERSION) and what else changes them on ``device`` (numerics.environment:
+    a run under portable numerics never resumes one under native numerics, nor one from another GPU)."""
     key = {"settings": settings, "dataset": dataset.name, "n": dataset.n, "order_seed": dataset.seed,
-           "inputs": digest(dataset.x), "labels": digest(dataset.y), "mdl_utils": __version__,
-           "code_version": code_version}
+           "inputs": digest(dataset.x), "labels": digest(dataset.y), "code_version": numerics.CODE_VERSION,
+           "environment": numerics.environment(device)}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

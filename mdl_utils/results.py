@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, numerics
 from .bits import uniform_bits
 
 SCHEMA = "mdl_utils.CodeResult/1"
@@ -372,17 +372,22 @@ class Stopwatch:
 
 def provenance(*, device: Any, stopwatch: Stopwatch, data_source: str, precision: str = "fp32",
                **extra: Any) -> dict[str, Any]:
-    """Where a number came from: code version, packages, device, precision, start time, wall seconds, data."""
+    """Where a number came from: code version, packages, device, numerics and CPU (:mod:`mdl_utils.numerics`:
+    whether the bits are the same on any x86-64 CPU, or this CPU's own), precision, start time, wall seconds,
+    data."""
     commit, dirty = git_commit()
     return {
         "git_commit": commit,
         "git_dirty": dirty,  # files of mdl_utils that differed from the commit ([] = clean)
         "mdl_utils": __version__,
+        "code_version": numerics.CODE_VERSION,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "numpy": np.__version__,
         "platform": platform.platform(),
         "device": device_description(device),
+        "numerics": numerics.environment(device),
+        "cpu": numerics.cpu(),
         "precision": precision,
         "started": stopwatch.started,
         "wall_seconds": round(stopwatch.seconds, 3),

@@ -21,6 +21,8 @@ import torch  # noqa: E402
 from torch import nn
 from tqdm import tqdm
 
+from . import numerics
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when present, else CPU; any other value is passed to torch.device."""
@@ -55,7 +57,9 @@ def make_deterministic(tf32: bool = False) -> None:
     cuBLAS with a fixed workspace (CUBLAS_WORKSPACE_CONFIG, set on import). ``tf32``: TensorFloat-32 matrix
     products and convolutions on CUDA (deterministic too, but other numbers than float32; off unless a recipe
     asks for it, and then recorded: :func:`precision`). On the CPU, torch's kernels are deterministic for a fixed
-    thread count; a missing deterministic kernel only warns there."""
+    thread count; a missing deterministic kernel only warns there. Raises numerics.NumericsError when the
+    numerics asked for (portable by default: the same bits on any x86-64 CPU) are not in effect."""
+    numerics.check()
     torch.use_deterministic_algorithms(True, warn_only=not torch.cuda.is_available())
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True

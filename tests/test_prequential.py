@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mdl_utils import data, models, training
-from mdl_utils.bits import per_sample_bits
+from mdl_utils.bits import per_sample_bits, total
 from mdl_utils.codes import prequential as P
 
 STEPS = [10, 20, 40, 80, 160, 300]
@@ -360,4 +360,4 @@ def test_per_epoch_logits_of_a_warm_chain_are_the_recorded_epoch_bits(synth):
     chain = P.Chain(train.x, train.K, recipe, "cpu")
     for (t_s, t_next), recorded in zip(zip(STEPS[:-1], STEPS[1:]), r.curves["epoch_bits"]):
         per_epoch = chain.next_block(train.y[:t_s], t_next, per_epoch=True)
-        assert [float(per_sample_bits(z, train.y[t_s:t_next]).sum()) for z in per_epoch] == recorded
+        assert [total(per_sample_bits(z, train.y[t_s:t_next])) for z in per_epoch] == recorded

@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import chapters, codes, results, scales
-from ..bits import LN2, uniform_bits
+from ..bits import LN2, total, uniform_bits
 from ..results import CodeResult, ResultFileError, Stopwatch, provenance
 
 CHAPTER = "switch"
@@ -57,21 +57,27 @@ def switch_rate(t: int) -> float:
 
 
 def mixture_bits(unit_bits: np.ndarray) -> np.ndarray:
-    """Per-unit codelengths of the switch mixture (forward algorithm, log space). Sum = total bits."""
+    """Per-unit codelengths of the switch mixture (forward algorithm, log space). Sum = total bits.
+
+    With log weights log w_m (normalized, uniform at first), unit t costs -log2 sum_m w_m 2^(-bits[m, t]); the
+    posterior then switches: w_m <- (1 - a) w_m + a (1 - w_m) / (M - 1), a = alpha_{t+1}. Computed with Python's
+    scalar math (the platform's libm, as the coder's :class:`~mdl_utils.codes.bytes.SwitchWeights`), not NumPy's
+    vector exp/log, whose SIMD kernels differ from one CPU to another in the last bit."""
     a = _check(unit_bits)
     m, t_units = a.shape
-    log_w = np.full(m, -math.log(m))  # log posterior weights, normalized
+    log_w = [-math.log(m)] * m  # log posterior weights, normalized
+    tiny = float(np.finfo(float).tiny)
     out = np.empty(t_units)
-    for t in range(t_units):
-        joint = log_w - a[:, t] * LN2
-        top = joint.max()
-        log_total = top + math.log(np.exp(joint - top).sum())
+    for t, column in enumerate(a.T.tolist()):
+        joint = [lw - b * LN2 for lw, b in zip(log_w, column)]
+        top = max(joint)
+        log_total = top + math.log(math.fsum(math.exp(j - top) for j in joint))
         out[t] = -log_total / LN2
-        w = np.exp(joint - log_total)
+        w = [math.exp(j - log_total) for j in joint]
         if m > 1:
             alpha = switch_rate(t + 1)
-            w = (1 - alpha) * w + alpha * (1 - w) / (m - 1)
-        log_w = np.log(np.maximum(w, np.finfo(float).tiny))
+            w = [(1 - alpha) * v + alpha * (1 - v) / (m - 1) for v in w]
+        log_w = [math.log(max(v, tiny)) for v in w]
     return out
 
 
@@ -178,9 +184,8 @@ def self_switch(first_block_bits: float, epoch_bits: Sequence[Sequence[float]]) 
     if any(len(e) == 0 for e in epoch_bits):
         raise ValueError("every block needs its bits after each epoch (run the prequential code with record_epochs)")
     choices = [int(np.argmin(e)) for e in epoch_bits]
-    choice_bits = sum(math.log2(len(e)) for e in epoch_bits)
-    total = first_block_bits + sum(e[c] for e, c in zip(epoch_bits, choices)) + choice_bits
-    return total, choices, choice_bits
+    choice_bits = total([math.log2(len(e)) for e in epoch_bits])
+    return total([first_block_bits, *(e[c] for e, c in zip(epoch_bits, choices)), choice_bits]), choices, choice_bits
 
 
 # ------------------------------------------------------------- block units
@@ -191,7 +196,7 @@ def block_units(per_sample: np.ndarray, timesteps: Sequence[int]) -> np.ndarray:
     edges = [0, *timesteps]
     if edges[-1] != len(per_sample):
         raise ValueError(f"timesteps end at {edges[-1]} but there are {len(per_sample)} per-sample codelengths")
-    return np.array([per_sample[a:b].sum() for a, b in zip(edges[:-1], edges[1:])])
+    return np.array([total(per_sample[a:b]) for a, b in zip(edges[:-1], edges[1:])])
 
 
 # ------------------------------------------------------------ the chapter
@@ -295,8 +300,8 @@ def mixture_result(runs_: list[CodeResult], per_sample: list[np.ndarray], s: Set
     block_mix = block_units(mix_samples, steps)
     return CodeResult(
         code="switch", dataset=runs_[0].dataset, model=mixture_name(names), scale=runs_[0].scale, n=n, K=k, seed=seed,
-        codelength_bits=float(mix_samples.sum()), test_accuracy=accuracies[seq[-1]][-1],
-        parts={"mixture_bits": float(mix_samples.sum()), "mixture_block_units_bits": float(mix_blocks.sum()),
+        codelength_bits=total(mix_samples), test_accuracy=accuracies[seq[-1]][-1],
+        parts={"mixture_bits": total(mix_samples), "mixture_block_units_bits": total(mix_blocks),
                "best_sequence_bits": best.total_bits, "best_sequence_data_bits": best.data_bits,
                "best_sequence_prior_bits": best.prior_bits, "best_sample_sequence_bits": best_samples.total_bits,
                "best_sample_sequence_prior_bits": best_samples.prior_bits,
@@ -320,12 +325,12 @@ def self_switch_result(r: CodeResult) -> CodeResult:
     """The self-switch code of one prequential run: per block, the epoch whose model encodes it best."""
     steps, first = r.params["timesteps"], r.parts["first_block_bits"]
     with Stopwatch() as sw:
-        total, choices, choice_bits = self_switch(first, r.curves["epoch_bits"])
+        bits, choices, choice_bits = self_switch(first, r.curves["epoch_bits"])
     chosen = [first] + [e[c] for e, c in zip(r.curves["epoch_bits"], choices)]
     return CodeResult(
         code="self_switch", dataset=r.dataset, model=r.model, scale=r.scale, n=r.n, K=r.K, seed=r.seed,
-        codelength_bits=total, test_accuracy=r.test_accuracy,
-        parts={"choice_bits": choice_bits, "data_bits": total - choice_bits, "prequential_bits": r.codelength_bits},
+        codelength_bits=bits, test_accuracy=r.test_accuracy,
+        parts={"choice_bits": choice_bits, "data_bits": bits - choice_bits, "prequential_bits": r.codelength_bits},
         curves={"t_end": steps, "bits": chosen, "bits_per_sample": (np.array(chosen) / np.diff([0, *steps])).tolist(),
                 "chosen_epoch": choices, "early_stopping_epoch": r.curves["best_epoch"],
                 "epochs_run": r.curves["epochs_run"]},
