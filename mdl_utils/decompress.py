@@ -3,7 +3,9 @@
 Reads a labels file written by mdl_utils.compress, loads the inputs the header
 names (dataset, size, order seed; checked against the hash of the inputs),
 recovers every label (retraining the prequential models on the labels decoded
-so far) and checks them against the CRC in the header. The --out path is
+so far) and checks them against the CRC in the header. The numerics follow the
+file: portable, or native when it was written with --fast-numerics on this kind
+of CPU (anything else is refused before the first label, saying why). The --out path is
 checked before any work and written atomically, under exactly that name. Prints
 what it did; exits non-zero with a one-line error on any mismatch, and with one
 line on Ctrl-C.
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import coder, data
+from . import coder, data, numerics
 from .codes import bytes as bytes_code
 from .compress import INTERRUPTED, check_counts
 from .results import check_writable, save_array
@@ -31,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", default=None, help="the model Alice named (--model), unless the file describes it")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads, as Alice's (default 1)")
     ap.add_argument("--parallel", action="store_true", help="one process per prequential chain (switch code)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="as Alice's --device (default cpu)")
     ap.add_argument("--data-root", default=None, help="data folder (default: MDL_DATA)")
     ap.add_argument("--out", default=None, help="save the decoded labels (.npy, int64) at exactly this path")
     ap.add_argument("--no-progress", action="store_true")
@@ -58,6 +61,15 @@ def check_out(out: str | None, source: str) -> None:
             raise ValueError(f"--out {out} is the labels file being read; give another path, e.g. labels.npy")
 
 
+def follow_numerics(header: coder.Header, num_threads: int, device: str) -> None:
+    """Switch to the CPU numerics the file was written with (native on this kind of CPU, or portable), before
+    anything computes; other files are refused later by bytes.check_environment, which says why."""
+    mode = bytes_code.file_numerics(header, num_threads) if device == "cpu" else None
+    if mode is not None and mode != numerics.requested():
+        numerics.use(mode)
+        print(f"the file was written with {mode} numerics; decoding with {mode} numerics")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -65,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         check_out(args.out, args.input)
         raw = coder.read(args.input)
         header = coder.unpack(raw).header
+        follow_numerics(header, args.threads, args.device)
         inputs = bobs_inputs(header, args.dataset, args.data_root)
         dec = bytes_code.decode(raw, inputs, model=args.model, num_threads=args.threads, parallel=args.parallel,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, device=args.device)
         if args.out:
             save_array(Path(args.out), dec.labels, dtype=np.int64)
     except KeyboardInterrupt:

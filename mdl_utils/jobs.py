@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import chapters, codes, data, models, results, scales
+from . import chapters, codes, data, models, numerics, results, scales
 from .codes import prequential
 from .tables import markdown
 from .training import resolve_device, torch_threads
@@ -733,6 +733,7 @@ def _parser() -> argparse.ArgumentParser:
                           "their checkpoints keep the finished blocks)")
     run.add_argument("--probe-seconds", type=float, default=1.0)
     run.add_argument("--device", default="auto")
+    numerics.add_option(run)
     run.add_argument("--executor", choices=("local", "slurm"), default="local")
     run.add_argument("--partition", default=None)
     run.add_argument("--gpus", type=int, default=1, help="GPUs per Slurm task")
@@ -757,6 +758,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(plan_table(plan_rows(jobs, args.data_root, out, rates)))
             return 0
         resolve_device(args.device)  # no CUDA where cuda was asked for: say so before starting anything
+        if args.fast_numerics:
+            numerics.use("native")  # before anything computes; workers inherit MDL_NUMERICS=native
         if args.executor == "slurm" and args.budget is not None:
             raise JobError("--budget applies to the local executor; a Slurm task is limited by --time MINUTES")
         opts = RunOptions(out=out, device=args.device, data_root=args.data_root, workers=max(1, args.workers),

@@ -9,7 +9,9 @@ differ from one x86-64 CPU to another, and portable numerics fixes each of them:
    choice at AVX2, which every x86-64 CPU since 2013 (Intel Haswell, AMD Zen) has.
 2. MKL (matrix products, and the im2col convolutions below) picks kernels per CPU model and cache size.
    ``MKL_CBWR=AVX2,STRICT`` is its conditional numerical reproducibility mode: the AVX2 code path on every CPU
-   that has it, results independent of the CPU's model and of MKL's thread count.
+   that has it, results independent of the CPU's model and of MKL's thread count. ``MKL_ENABLE_INSTRUCTIONS=AVX2``
+   too: a user's ``MKL_ENABLE_INSTRUCTIONS=AVX512`` was measured to override the reproducibility mode (other
+   products on this AVX-512 CPU), so portable numerics overrides it in turn.
 3. oneDNN (torch's "mkldnn" convolutions and bfloat16 products) and NNPACK choose algorithms and blockings per
    CPU, with no reproducibility guarantee across CPUs: both are switched off, so that convolutions go through
    ATen's im2col and MKL's products (the measured cost: ``benchmarks/bench_numerics.py``). bfloat16 autocast then
@@ -20,7 +22,7 @@ file header (``--threads``). GPUs are another matter: CUDA kernels differ per GP
 so a result or a file made on a GPU is reproducible only on the same kind of GPU with the same software
 (:func:`environment` says which; docs/NUMERICS.md).
 
-The two variables are read when torch first computes (ATen's first dispatch, MKL's first call), not when torch
+These variables are read when torch first computes (ATen's first dispatch, MKL's first call), not when torch
 is imported: :func:`configure` sets them when ``mdl_utils`` is imported, so every entry point (the CLIs, the
 chapter kernels, job workers, coder worker processes, the test session) gets them before torch computes.
 :func:`state` reads back what torch and MKL actually use, and :func:`check` refuses to train or code when
@@ -41,7 +43,8 @@ from pathlib import Path
 ENV = "MDL_NUMERICS"
 MODES = ("portable", "native")
 # The variables portable numerics sets (read by ATen, MKL and oneDNN at their first use, not at import).
-PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                "ONEDNN_MAX_CPU_ISA": "AVX2"}
 PORTABLE_CAPABILITY = "AVX2"
 PORTABLE_CBWR = "AVX2,STRICT"
 # The version of the numbers: bump it when a change alters any code's bits for the same settings (training loop,
@@ -81,6 +84,15 @@ def configure(mode: str | None = None) -> None:
 
     torch.backends.mkldnn.enabled = mode == "native"
     torch.backends.nnpack.set_flags(mode == "native")
+
+
+FAST_HELP = ("native numerics: this CPU's own kernels (oneDNN, AVX-512), faster, but the numbers and files are "
+             "then this kind of CPU's only (default: portable numerics, the same bits on any x86-64 CPU with AVX2)")
+
+
+def add_option(parser) -> None:
+    """The command lines' ``--fast-numerics`` switch (then :func:`use` "native" before anything computes)."""
+    parser.add_argument("--fast-numerics", action="store_true", help=FAST_HELP)
 
 
 def use(mode: str) -> dict:
@@ -149,11 +161,10 @@ def _config_versions() -> dict:
 
 
 @functools.lru_cache(maxsize=None)
-def cpu() -> dict:
-    """The CPU a number was computed on: vendor, model name, its widest vector instructions (``isa``, from
-    /proc/cpuinfo), the capability torch uses (AVX2 under portable numerics), MKL and oneDNN versions."""
-    import torch
-
+def cpu_identity() -> dict:
+    """The CPU as /proc/cpuinfo names it: vendor, model name and its widest vector instructions (``isa``: AVX512,
+    AVX2, AVX; " AMX" appended when it has AMX tiles). Read without torch: asking torch would fix its kernel choice
+    before the numerics are set."""
     info = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -164,17 +175,24 @@ def cpu() -> dict:
         pass
     flags = set(info.get("flags", "").split())
     isa = next((name for flag, name in (("avx512f", "AVX512"), ("avx2", "AVX2"), ("avx", "AVX")) if flag in flags),
-               None)
+               platform.machine())
     return {"vendor": info.get("vendor_id") or platform.machine(),
             "model": info.get("model name") or platform.processor() or platform.machine(),
-            "isa": None if isa is None else isa + (" AMX" if "amx_tile" in flags else ""),
-            "capability": torch.backends.cpu.get_cpu_capability(), **_config_versions()}
+            "isa": isa + (" AMX" if "amx_tile" in flags else "")}
+
+
+def cpu() -> dict:
+    """The CPU a number was computed on (a result's provenance): :func:`cpu_identity`, the capability torch uses
+    (AVX2 under portable numerics), MKL and oneDNN versions."""
+    import torch
+
+    return {**cpu_identity(), "capability": torch.backends.cpu.get_cpu_capability(), **_config_versions()}
 
 
 def environment(device="cpu") -> dict:
-    """What changes the bits besides settings, data, seed and thread count, for a computation on ``device``:
-    on the CPU the numerics mode, and with native numerics the CPU's capability and model and MKL/oneDNN versions;
-    on CUDA the GPU's name and CUDA/cuDNN versions. Hashed into file headers and checkpoint fingerprints."""
+    """What changes the bits besides settings, data, seed, thread count and torch's version, for a computation on
+    ``device``: on the CPU the numerics mode, and with native numerics the CPU (:func:`native_environment`); on CUDA the GPU's name and CUDA/cuDNN versions. Hashed into file headers and
+    checkpoint fingerprints; raises NumericsError when the numerics asked for are not in effect."""
     import torch
 
     device = torch.device(device)
@@ -182,11 +200,16 @@ def environment(device="cpu") -> dict:
         return {"device": "cuda", "numerics": "cuda", "gpu": torch.cuda.get_device_name(device),
                 "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
     s = check()
-    if s["mode"] == "portable":
-        return {"device": "cpu", "numerics": "portable"}
-    c = cpu()
-    return {"device": "cpu", "numerics": "native", "cpu_capability": s["cpu_capability"],
-            "cpu": f"{c['vendor']} {c['model']}", "mkl": c["mkl"], "onednn": c["onednn"]}
+    return {"device": "cpu", "numerics": "portable"} if s["mode"] == "portable" else native_environment()
+
+
+def native_environment() -> dict:
+    """The :func:`environment` of this CPU under native numerics, also when this process runs portable ones (what
+    a file written here with ``--fast-numerics`` says): the CPU's model and widest instructions, which pick
+    torch's, MKL's and oneDNN's kernels (their versions come with torch's, which the file header names).
+    Computes nothing with torch."""
+    c = cpu_identity()
+    return {"device": "cpu", "numerics": "native", "cpu_isa": c["isa"], "cpu": f"{c['vendor']} {c['model']}"}
 
 
 def describe(env: dict) -> str:
@@ -196,4 +219,4 @@ def describe(env: dict) -> str:
         return "portable numerics"
     if env.get("numerics") == "cuda":
         return f"CUDA on {env.get('gpu')} (CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')})"
-    return f"native numerics on {env.get('cpu_capability')} ({env.get('cpu')})"
+    return f"native numerics on {env.get('cpu_isa')} ({env.get('cpu')})"

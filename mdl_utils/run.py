@@ -6,6 +6,8 @@ record of the run) to ``results/<chapter>/runs/`` and lets the notebook store
 its results. Unknown scales, unknown parameter names and values of the wrong
 type (checked against the default in the notebook's parameters cell) are
 one-line errors; Ctrl-C stops the kernel and says in one line what was kept.
+The kernel computes with portable numerics (mdl_utils.numerics) unless
+--fast-numerics is given.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint, data
+from . import checkpoint, data, numerics
 from .results import check_writable, results_root, slug
 from .scales import SCALES, check_scale, matches
 
@@ -255,9 +257,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="set a notebook parameter (typed as its default: -p seed 1, -p datasets '[\"mnist\"]'); "
                          "repeatable")
     ap.add_argument("-o", "--output", help="where to write the executed notebook (default results/<chapter>/runs/)")
+    numerics.add_option(ap)
     args = ap.parse_args(argv)
     started, labels = time.time(), {}
     try:
+        if args.fast_numerics:
+            numerics.use("native")  # the kernel inherits MDL_NUMERICS=native
         twice = sorted({name for name, _ in args.parameter if [n for n, _ in args.parameter].count(name) > 1})
         if twice:
             raise RunError(f"-p {twice[0]} is given more than once; give each parameter once")

@@ -49,7 +49,7 @@ def torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def make_deterministic(tf32: bool = False) -> None:
+def make_deterministic(tf32: bool = False, device: str | torch.device = "cpu") -> None:
     """Deterministic kernels (bit-identical reruns on one machine), so that Bob retrains Alice's weights.
 
     On CUDA strictly: an operation without a deterministic kernel raises instead of warning (the models avoid
@@ -57,9 +57,11 @@ def make_deterministic(tf32: bool = False) -> None:
     cuBLAS with a fixed workspace (CUBLAS_WORKSPACE_CONFIG, set on import). ``tf32``: TensorFloat-32 matrix
     products and convolutions on CUDA (deterministic too, but other numbers than float32; off unless a recipe
     asks for it, and then recorded: :func:`precision`). On the CPU, torch's kernels are deterministic for a fixed
-    thread count; a missing deterministic kernel only warns there. Raises numerics.NumericsError when the
-    numerics asked for (portable by default: the same bits on any x86-64 CPU) are not in effect."""
-    numerics.check()
+    thread count; a missing deterministic kernel only warns there. Training on the CPU raises
+    numerics.NumericsError when the numerics asked for (portable by default: the same bits on any x86-64 CPU) are
+    not in effect."""
+    if torch.device(device).type == "cpu":
+        numerics.check()
     torch.use_deterministic_algorithms(True, warn_only=not torch.cuda.is_available())
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
@@ -93,7 +95,7 @@ def fit_full_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, weight
     optimum; it is deterministic since no sampling is involved.
     """
     device = resolve_device(device)
-    make_deterministic()
+    make_deterministic(device=device)
     model.to(device).train()
     x, y = x.to(device), y.to(device)
     weights = [p for name, p in model.named_parameters() if not name.endswith("bias")]
@@ -269,7 +271,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int | Non
     epoch, best epoch restored, constant learning rate, float32.
     """
     device = resolve_device(device)
-    make_deterministic(tf32)
+    make_deterministic(tf32, device)
     n_val = validation_size(len(y), val_fraction)
     n_train = len(y) - n_val
     train, val = (x[:n_train].to(device), y[:n_train].to(device)), (x[n_train:].to(device), y[n_train:].to(device))

@@ -3,12 +3,14 @@ checks, corruption."""
 
 import dataclasses
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from mdl_utils import coder, data, scales, training
+from mdl_utils import coder, data, numerics, scales, training
 from mdl_utils.codes import bytes as B
 from mdl_utils.codes import prequential as P
 from mdl_utils.codes import switch as S
@@ -17,6 +19,7 @@ from .conftest import needs_data
 
 SLACK_BITS = 64  # range coder: whole 32-bit words, the final flush, 24-bit rounding
 N, STEPS = 400, (10, 20, 40, 80, 160, 400)
+CHECKED_BLOCKS = {"uniform": 0, "prequential": 5, "two_part": 1, "switch": 5, "self_switch": 5}  # all but the first
 
 
 def recipe(model="mlp", steps=STEPS, **changes) -> P.Recipe:
@@ -80,7 +83,8 @@ def test_every_code_round_trips_exactly_within_a_few_words_of_its_codelength(enc
     assert dec.probs.dtype == np.float32 and np.array_equal(dec.probs, enc.probs)  # bit for bit, every label
     assert enc.sections["header"] == 192  # n = 400: a 2-byte varint; <= 200 bits up to n = 2,097,151
     assert enc.file_bits == sum(enc.sections.values())
-    assert abs(enc.payload_bits + enc.model_bits - enc.codelength_bits) <= SLACK_BITS
+    assert enc.check_bits == coder.CHECK_BITS * CHECKED_BLOCKS[name]  # a check symbol per trained block
+    assert abs(enc.payload_bits + enc.model_bits - enc.codelength_bits - enc.check_bits) <= SLACK_BITS
     assert enc.header_bits == 192 + (16 if name == "two_part" else 0)  # two_part: the model section's length
     if name != "uniform":
         assert enc.codelength_bits - enc.model_bits < N * math.log2(10)  # the models did learn something
@@ -101,7 +105,7 @@ def test_header_layout_and_bit_counts():
 
 def test_prequential_codelength_is_the_chapters(encoded, chapter_runs, synth):
     enc, result = encoded["prequential"], chapter_runs["mlp"]
-    assert enc.codelength_bits == pytest.approx(result.codelength_bits, rel=1e-12)
+    assert enc.codelength_bits == result.codelength_bits  # the same per-sample bits, one exactly rounded sum
     ideal = -np.log2(enc.probs[np.arange(N), synth.y.numpy()].astype(np.float64))
     np.testing.assert_allclose(ideal, result.arrays["bits"], atol=1e-5)  # float32 probabilities
 
@@ -115,7 +119,7 @@ def test_switch_file_is_the_switch_chapters_mixture(encoded, chapter_runs):
     assert enc.reference_bits == pytest.approx(exact, rel=1e-12)  # mixture_bits on this run's float64 numbers
     assert enc.codelength_bits == pytest.approx(exact, rel=1e-12)  # the forward recursion in linear space
     assert enc.codelength_bits == pytest.approx(stored, rel=1e-6)
-    assert enc.payload_bits <= 1.001 * stored + 32
+    assert enc.payload_bits <= 1.001 * stored + enc.check_bits + 32
     assert enc.codelength_bits < min(r.codelength_bits for r in chapter_runs.values()) + S.mixture_prior_bits(
         [0] * N, 3)
 
@@ -124,7 +128,7 @@ def test_self_switch_file_is_the_chapters(encoded, chapter_runs):
     enc, chapter = encoded["self_switch"], S.self_switch_result(chapter_runs["mlp"])
     assert enc.codelength_bits == pytest.approx(chapter.codelength_bits, rel=1e-12)
     assert enc.reference_bits == pytest.approx(chapter.codelength_bits, rel=1e-12)
-    assert enc.payload_bits <= 1.001 * chapter.codelength_bits + 32
+    assert enc.payload_bits <= 1.001 * chapter.codelength_bits + enc.check_bits + 32
     assert chapter.parts["choice_bits"] == pytest.approx(sum(math.log2(e + 1) for e in chapter.curves["epochs_run"]))
 
 
@@ -194,7 +198,7 @@ def test_bob_names_the_model_as_alice_did(smoke_file, synth):
     (dict(x=True), "hash of the inputs"),
     (dict(name="mnist"), "wrong dataset: .* decode with --dataset synthetic"),
     (dict(code="self_switch"), "wrong code: the file holds a prequential code"),
-    (dict(torch="9.9"), "other software: .* torch 9.9"),
+    (dict(torch="9.9"), "other software or machine: .* torch 9.9"),
 ])
 def test_other_recipe_inputs_or_environment_fail_before_any_label(smoke_file, synth, no_decoding, monkeypatch,
                                                                      change, message):
@@ -309,7 +313,8 @@ def test_real_mnist_subset_round_trip():
             enc = B.encode(mnist, make_code(name, 256, steps), progress=False)
             dec = B.decode(enc.data, bob(mnist), make_code(name, 256, steps), progress=False)
             assert np.array_equal(dec.labels, mnist.y.numpy()) and np.array_equal(dec.probs, enc.probs)
-            assert abs(enc.payload_bits - enc.codelength_bits) <= SLACK_BITS and enc.sections["header"] == 192
+            assert abs(enc.payload_bits - enc.codelength_bits - enc.check_bits) <= SLACK_BITS
+            assert enc.sections["header"] == 192
 
 
 def test_coder_uses_the_chapters_settings():
@@ -350,3 +355,81 @@ def test_a_warm_start_recipe_round_trips_on_mnist_smoke_and_codes_what_the_chapt
     assert np.array_equal(dec.labels, mnist.y.numpy()) and np.array_equal(dec.probs, enc.probs)
     chapter = P.compute("mnist", "mlp_warm", "smoke", device="cpu", progress=False)
     assert enc.codelength_bits == pytest.approx(chapter.codelength_bits, rel=1e-9, abs=1e-6)
+
+
+# ------------------------------------------------ numerics and per-block checks
+
+
+def test_the_environment_field_names_the_numerics():
+    for kind in coder.NUMERICS_IDS:
+        field = coder.environment_field({"numerics": kind, "torch": "x"})
+        assert len(field) == 2 and coder.numerics_of(field) == kind
+    a, b = (coder.environment_field({"numerics": "portable", "num_threads": t}) for t in (1, 2))
+    assert a != b and coder.numerics_of(a) == coder.numerics_of(b) == "portable"
+    env = B.environment(1)
+    assert env["numerics"] == "portable" and env["code_version"] == numerics.CODE_VERSION  # the suite runs portable
+    assert "cpu" not in env and "mdl_utils" not in env  # portable bits do not depend on the CPU model
+
+
+class _Diverging(B.PrequentialCode):
+    """Bob's code whose models predict differently from block ``start`` on (a CPU whose kernels differ)."""
+
+    def __init__(self, *args, start: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.diverge_at, self.blocks_seen = start, []
+
+    def logits(self, x, y_prefix, start, end):
+        self.blocks_seen.append(start)
+        z = super().logits(x, y_prefix, start, end)
+        return z + 1e-4 if start >= self.diverge_at else z
+
+
+def test_a_diverging_decoder_stops_at_the_first_wrong_block(encoded, synth):
+    code = _Diverging(N, 10, scales.as_params(recipe()), start=40)
+    with training.torch_threads(1), pytest.raises(coder.CodingError, match="per-block check failed before label "
+                                                                           "(41|81)") as err:
+        B.decode(encoded["prequential"].data, bob(synth), code, progress=False)
+    assert code.blocks_seen[-1] <= 80 and "\n" not in str(err.value)  # stopped before the blocks after it
+
+
+def _header_with(encoded, environment: dict) -> coder.Header:
+    f = coder.unpack(encoded["uniform"].data)
+    return dataclasses.replace(f.header, environment_hash=coder.environment_field(environment))
+
+
+@pytest.mark.parametrize("facts, message", [
+    ({"device": "cuda", "numerics": "cuda", "gpu": "NVIDIA H200", "cuda": "13.0", "cudnn": 92400},
+     "written on a GPU \\(CUDA\\), and decodes only on the same kind of GPU"),
+    ({"device": "cpu", "numerics": "native", "cpu_isa": "AVX512", "cpu": "AuthenticAMD AMD EPYC 9654"},
+     "native numerics \\(--fast-numerics\\) on another kind of CPU, and decodes only there; this machine: native "),
+    (None, "written with native numerics on this kind of CPU, .* decode with MDL_NUMERICS=native"),
+])
+def test_files_of_other_numerics_are_refused_before_any_label(encoded, synth, no_decoding, facts, message):
+    facts = facts or numerics.native_environment()
+    header = _header_with(encoded, B.environment(1, facts=facts))
+    with pytest.raises(coder.CodingError, match=message) as err:
+        B.check_environment(header, 1)
+    assert "\n" not in str(err.value)
+    assert B.file_numerics(header, 1) == ("native" if facts["numerics"] == "native" and "AMD" not in facts["cpu"]
+                                          else None)
+
+
+def test_a_native_file_decodes_with_native_numerics_only(tmp_path, synth, no_decoding):
+    """Alice writes with --fast-numerics (another process: numerics are set before torch computes); Bob's
+    portable process refuses at once, and the decompress command switches to native numerics by itself."""
+    out = tmp_path / "native.mdl"
+    args = ["--code", "prequential", "--dataset", "synthetic", "--model", "logistic", "--n", "300", "--scale",
+            "smoke", "--no-progress"]
+    alice = subprocess.run([sys.executable, "-m", "mdl_utils.compress", str(out), *args, "--fast-numerics"],
+                           capture_output=True, text=True, timeout=300)
+    assert alice.returncode == 0, alice.stderr
+    assert "numerics: native numerics on" in alice.stdout and "only on this kind of CPU" in alice.stdout
+    header = coder.unpack(out.read_bytes()).header
+    assert coder.numerics_of(header.environment_hash) == "native"
+    with pytest.raises(coder.CodingError, match="native numerics on this kind of CPU"):
+        B.decode(out.read_bytes(), bob(synth.head(300)), model="logistic")
+    bob_ = subprocess.run([sys.executable, "-m", "mdl_utils.decompress", str(out), "--model", "logistic", "--out",
+                           str(tmp_path / "y.npy"), "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert bob_.returncode == 0, bob_.stderr
+    assert "decoding with native numerics" in bob_.stdout
+    assert np.array_equal(np.load(tmp_path / "y.npy"), synth.head(300).y.numpy())

@@ -194,7 +194,6 @@ def test_bob_recomputes_alices_probabilities_from_the_prefix(synth):
 
 # ------------------------------------------------------------ warm chains (issue 16)
 
-from .conftest import needs_data  # noqa: E402
 
 
 WARM = dict(warm_start=True, schedule="cosine", restore_best=False, patience=None)
@@ -328,19 +327,6 @@ def test_step_budgets_reach_small_blocks(synth):
     assert r.curves["steps_run"][-1] == 3 * math.ceil(144 / 32)  # 160 labels, 144 to train on: 3 x 5 steps
     r, _ = run(*synth, max_steps=3, epochs=50, patience=None, record_epochs=False)
     assert set(r.curves["steps_run"]) == {3}
-
-
-@needs_data
-def test_the_committed_cpu_mlp_bits_are_reproduced(one_torch_thread):
-    """The paper's recipe at cpu scale after this module's changes: the first blocks of the committed MNIST mlp
-    run, bit for bit (stored as float32)."""
-    committed = np.load(P.result_path(P.CHAPTER, "mnist", "mlp", "cpu").with_suffix(".bits.npy"))
-    train = data.load("mnist", "train", seed=0)
-    recipe = P.settings("cpu").recipe("mnist", "mlp", train.n)
-    chain = P.Chain(train.x, train.K, recipe, "cpu")
-    for t_s, t_next in zip(recipe.timesteps[:6], recipe.timesteps[1:7]):
-        bits = per_sample_bits(chain.next_block(train.y[:t_s], t_next), train.y[t_s:t_next])
-        assert np.array_equal(bits.astype(np.float32), committed[t_s:t_next]), t_s
 
 
 def test_blocks_below_uniform_below_are_sent_uniformly_in_a_warm_chain(synth):

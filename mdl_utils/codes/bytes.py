@@ -20,9 +20,15 @@ Codes: ``uniform`` (p = 1/K, Sec. 2.3), ``prequential`` (Sec. 3.4, Algorithm 2),
 and the uniform code, App. E.1, label by label) and ``self_switch`` (per block,
 the epoch e in 0..E_s, sent uniformly, then the labels with the model after
 epoch e, App. E.2), with the settings of their chapters at a scale.
-Determinism: Bob's models equal Alice's bit for bit only with the same torch
-build, device (CPU) and thread count; the header's environment hash makes Bob
-check them before he decodes anything, and a CRC-32 of the labels after.
+Determinism: Bob's models equal Alice's bit for bit with the same torch build,
+code version and thread count, under portable numerics on any x86-64 CPU with
+AVX2 (:mod:`mdl_utils.numerics`); with native numerics (``--fast-numerics``) on
+the encoder's kind of CPU only; on CUDA on the same GPU and CUDA/cuDNN versions
+only. The header's environment field makes Bob check all of it before he decodes
+anything (:func:`check_environment` names the difference), a check symbol per
+block stops him at the first block whose probabilities differ from Alice's
+(:data:`mdl_utils.coder.CHECK_BITS`), and a CRC-32 of the labels is checked at
+the end.
 """
 
 from __future__ import annotations
@@ -41,8 +47,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import __version__, coder, data, scales
-from ..bits import per_sample_bits, uniform_bits
+from .. import coder, data, numerics, scales
+from ..bits import per_sample_bits, total, uniform_bits
 from ..checkpoint import digest
 from ..coder import CodingError
 from ..models import ARCHITECTURES, build
@@ -66,10 +72,11 @@ def _numpy(logits):
 _WORKER: dict = {}  # the chain of a worker process
 
 
-def _worker_start(x: torch.Tensor, num_classes: int, recipe, num_threads: int) -> None:
-    """A worker process's initializer: the same torch thread count as the main process, and its chain."""
+def _worker_start(x: torch.Tensor, num_classes: int, recipe, num_threads: int, device: str) -> None:
+    """A worker process's initializer: the same torch thread count and numerics as the main process (its
+    environment: mdl_utils.numerics), and its chain."""
     torch.set_num_threads(num_threads)
-    _WORKER["chain"] = prequential.Chain(x, num_classes, recipe, "cpu")
+    _WORKER["chain"] = prequential.Chain(x, num_classes, recipe, device)
 
 
 def _worker_next_block(y_prefix: np.ndarray, t_next: int, per_epoch: bool):
@@ -95,13 +102,13 @@ class Chains:
     this process would compute. ``per_epoch``: each block's logits after every epoch (self-switch)."""
 
     def __init__(self, x: torch.Tensor, num_classes: int, recipes: Sequence[prequential.Recipe], *,
-                 per_epoch: bool = False, num_threads: int = 1, parallel: bool = False):
+                 per_epoch: bool = False, num_threads: int = 1, parallel: bool = False, device: str = "cpu"):
         self.per_epoch, self.chains, self.pools = per_epoch, [], []
         if parallel and len(recipes) > 1:
             self.pools = [ProcessPoolExecutor(1, mp_context=_worker_context(), initializer=_worker_start,
-                                              initargs=(x, num_classes, r, num_threads)) for r in recipes]
+                                              initargs=(x, num_classes, r, num_threads, device)) for r in recipes]
         else:
-            self.chains = [prequential.Chain(x, num_classes, r, "cpu") for r in recipes]
+            self.chains = [prequential.Chain(x, num_classes, r, device) for r in recipes]
 
     def next_blocks(self, y_prefix: torch.Tensor, t_next: int) -> list:
         """Each chain's next block (float32 numpy logits, or per-epoch lists of them), in the order of the recipes."""
@@ -128,20 +135,22 @@ class UniformCode:
     def __init__(self, n: int, num_classes: int, settings: dict | None = None, *, scale: str | None = None,
                  names: Sequence[str] | None = None):
         self.n, self.K, self.settings, self.scale = n, num_classes, None, scale
+        self.device, self.checks = "cpu", 0
 
     @property
     def model_arg(self) -> str | None:
         """What Bob names with --model to rebuild this code (None: nothing)."""
         return None
 
-    def prepare(self, dataset) -> bytes:
+    def prepare(self, dataset, device: str = "cpu") -> bytes:
         return b""
 
-    def load(self, model_bytes: bytes, x: torch.Tensor) -> None:
+    def load(self, model_bytes: bytes, x: torch.Tensor, device: str = "cpu") -> None:
         pass
 
-    def start(self, x: torch.Tensor, num_threads: int = 1, parallel: bool = False) -> None:
+    def start(self, x: torch.Tensor, num_threads: int = 1, parallel: bool = False, device: str = "cpu") -> None:
         """Before the first block, on both sides (a fresh state: the same object may encode, then decode)."""
+        self.device, self.checks = device, 0
 
     def close(self) -> None:
         """After the last block (or an error): stop worker processes."""
@@ -152,13 +161,33 @@ class UniformCode:
     def logits(self, x, y_prefix, start: int, end: int) -> torch.Tensor:
         return torch.zeros(end - start, self.K)
 
-    def bits(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> float:
-        return uniform_bits(len(y), self.K)
+    def bits(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> np.ndarray:
+        """Each label's computed codelength (float64): log2 K here."""
+        return np.full(len(y), math.log2(self.K))
+
+    def checked(self, start: int) -> bool:
+        """Whether the block from label ``start`` on gets a check symbol (its probabilities come from a model)."""
+        return False
+
+    def check(self, start: int, end: int, *arrays):
+        """The block's check symbol (coder.check_value of the arrays its probabilities come from): Alice encodes
+        hers; Bob decodes it and compares it with his own before decoding any label of the block."""
+        mine = coder.check_value(*arrays)
+        (sent,) = yield coder.uniform_probabilities(1, 2 ** coder.CHECK_BITS), np.array([mine])
+        self.checks += 1
+        if int(sent) != mine:
+            raise CodingError(f"per-block check failed before label {start + 1:,} (block {start + 1:,}..{end:,}): "
+                              "this decoder's models predict other probabilities than the encoder's, although the "
+                              "header's versions, numerics and thread count agree; decode on the encoder's kind of "
+                              "machine, or ask for a file written with portable numerics (the default)")
 
     def symbols(self, x, y_prefix: torch.Tensor, start: int, end: int, y_block: np.ndarray | None = None):
-        """One chunk: the block's labels under softmax(logits) (float64 -> float32)."""
+        """One chunk: the block's labels under softmax(logits) (float64 -> float32), after its check symbol when
+        it has one. Returns (each coded label's bits, labels, probabilities)."""
         logits = self.logits(x, y_prefix, start, end)
         probs = coder.probabilities(logits)
+        if self.checked(start):
+            yield from self.check(start, end, probs)
         labels = yield probs, y_block
         return self.bits(logits, torch.from_numpy(labels), start), labels, probs
 
@@ -198,9 +227,10 @@ class ChainCode(UniformCode):
     def model_arg(self) -> str:
         return "-".join(self.names)
 
-    def start(self, x, num_threads: int = 1, parallel: bool = False) -> None:
+    def start(self, x, num_threads: int = 1, parallel: bool = False, device: str = "cpu") -> None:
+        super().start(x, num_threads, parallel, device)
         self.chains = Chains(x, self.K, self.recipes, per_epoch=self.per_epoch, num_threads=num_threads,
-                             parallel=parallel)
+                             parallel=parallel, device=device)
 
     def close(self) -> None:
         if self.chains is not None:
@@ -209,6 +239,10 @@ class ChainCode(UniformCode):
     def blocks(self) -> list[tuple[int, int]]:
         steps = self.recipe.timesteps
         return [(0, steps[0]), *zip(steps[:-1], steps[1:])]
+
+    def checked(self, start: int) -> bool:
+        """Every block after the first, but those the recipes send uniformly (``uniform_below``)."""
+        return start > 0 and start >= min(r.uniform_below for r in self.recipes)
 
 
 class PrequentialCode(ChainCode):
@@ -227,8 +261,8 @@ class PrequentialCode(ChainCode):
             return super().logits(x, y_prefix, start, end)
         return torch.from_numpy(self.chains.next_blocks(y_prefix, end)[0])
 
-    def bits(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> float:
-        return uniform_bits(len(y), self.K) if start == 0 else float(per_sample_bits(logits, y).sum())
+    def bits(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> np.ndarray:
+        return super().bits(logits, y, start) if start == 0 else per_sample_bits(logits, y)
 
 
 class SelfSwitchCode(PrequentialCode):
@@ -239,23 +273,27 @@ class SelfSwitchCode(PrequentialCode):
     name = "self_switch"
     per_epoch = True
 
-    def start(self, x, num_threads: int = 1, parallel: bool = False) -> None:
-        super().start(x, num_threads, parallel)
+    def start(self, x, num_threads: int = 1, parallel: bool = False, device: str = "cpu") -> None:
+        super().start(x, num_threads, parallel, device)
         self.epoch_bits = []
 
     def symbols(self, x, y_prefix, start: int, end: int, y_block: np.ndarray | None = None):
-        """Two chunks per block after the first: the epoch (uniform over E_s + 1), then the labels."""
+        """Per block after the first: the check symbol (over every epoch's probabilities), the epoch (uniform over
+        E_s + 1), then the labels."""
         if start == 0:
             return (yield from super().symbols(x, y_prefix, start, end, y_block))
         candidates = [torch.from_numpy(z) for z in self.chains.next_blocks(y_prefix, end)[0]]
+        if self.checked(start):
+            yield from self.check(start, end, *map(coder.probabilities, candidates))
         best = None
         if y_block is not None:
-            self.epoch_bits.append([float(per_sample_bits(z, torch.from_numpy(y_block)).sum()) for z in candidates])
+            self.epoch_bits.append([total(per_sample_bits(z, torch.from_numpy(y_block))) for z in candidates])
             best = np.array([int(np.argmin(self.epoch_bits[-1]))])
         (epoch,) = yield coder.uniform_probabilities(1, len(candidates)), best
         probs = coder.probabilities(candidates[epoch])
         labels = yield probs, y_block
-        return math.log2(len(candidates)) + self.bits(candidates[epoch], torch.from_numpy(labels), start), labels, probs
+        bits = self.bits(candidates[epoch], torch.from_numpy(labels), start)
+        return np.append(bits, math.log2(len(candidates))), labels, probs
 
     def reference_bits(self) -> float:
         return switch.self_switch(uniform_bits(self.recipe.timesteps[0], self.K), self.epoch_bits)[0]
@@ -294,8 +332,8 @@ class SwitchCode(ChainCode):
         self.settings = {"strategies": [scales.as_params(r) for r in self.recipes], "uniform": True,
                          "switch_rate": "1/(t+1)", "mixture": "float64, per label"}
 
-    def start(self, x, num_threads: int = 1, parallel: bool = False) -> None:
-        super().start(x, num_threads, parallel)
+    def start(self, x, num_threads: int = 1, parallel: bool = False, device: str = "cpu") -> None:
+        super().start(x, num_threads, parallel, device)
         self.weights, self.strategy_bits = SwitchWeights(len(self.recipes) + 1), []
 
     def strategy_probs(self, y_prefix, start: int, end: int) -> np.ndarray:
@@ -306,20 +344,24 @@ class SwitchCode(ChainCode):
         return np.ascontiguousarray(np.stack([*chains, uniform], axis=1))
 
     def symbols(self, x, y_prefix, start: int, end: int, y_block: np.ndarray | None = None):
-        """One chunk per label: the mixture q_t (float64, cast once), then the weights' update with y_t."""
+        """The block's check symbol (over the strategies' distributions), then one chunk per label: the mixture
+        q_t (float64, cast once), then the weights' update with y_t."""
         probs = self.strategy_probs(y_prefix, start, end)
-        labels, q32, bits = np.empty(end - start, np.int64), np.empty((end - start, self.K), np.float32), 0.0
+        if self.checked(start):
+            yield from self.check(start, end, probs)
+        labels, q32, bits = np.empty(end - start, np.int64), np.empty((end - start, self.K), np.float32), []
         for i in range(end - start):
             q64, q32[i] = coder.mixture_probabilities(self.weights.w, probs[i])
             (labels[i],) = yield q32[i:i + 1], None if y_block is None else y_block[i:i + 1]
-            bits -= math.log2(q64[labels[i]])
+            bits.append(-math.log2(q64[labels[i]]))
             self.weights.update(probs[i, :, labels[i]])
         if y_block is not None:
-            self.strategy_bits.append(-np.log2(probs[np.arange(len(labels)), :, labels].T))
-        return bits, labels, q32
+            chosen = torch.from_numpy(probs[np.arange(len(labels)), :, labels].T.copy())
+            self.strategy_bits.append((-torch.log2(chosen)).numpy())  # ATen's log2: portable, unlike NumPy's
+        return np.array(bits), labels, q32
 
     def reference_bits(self) -> float:
-        return float(switch.mixture_bits(np.hstack(self.strategy_bits)).sum())
+        return total(switch.mixture_bits(np.hstack(self.strategy_bits)))
 
 
 class TwoPartCode(UniformCode):
@@ -339,26 +381,29 @@ class TwoPartCode(UniformCode):
     def _model(self, x) -> torch.nn.Module:
         return build(self.settings["model"], tuple(x.shape[1:]), self.K, seed=self.settings["seed"])
 
-    def prepare(self, dataset) -> bytes:
+    def prepare(self, dataset, device: str = "cpu") -> bytes:
         s = self.settings
         fields = {f.name for f in dataclasses.fields(two_part.Settings)}
         chapter = dataclasses.replace(two_part.Settings(), **{k: v for k, v in s.items() if k in fields})
-        net, _ = two_part.train_model(dataset, s["model"], chapter, seed=s["seed"], device="cpu", progress=False)
+        net, _ = two_part.train_model(dataset, s["model"], chapter, seed=s["seed"], device=device, progress=False)
         model_bytes = two_part.serialize_float32(net)
-        self.load(model_bytes, dataset.x)  # Alice codes with the weights as Bob reads them back
+        self.load(model_bytes, dataset.x, device)  # Alice codes with the weights as Bob reads them back
         return model_bytes
 
-    def load(self, model_bytes: bytes, x: torch.Tensor) -> None:
+    def load(self, model_bytes: bytes, x: torch.Tensor, device: str = "cpu") -> None:
         try:
             self.net = two_part.deserialize_float32(model_bytes, self._model(x))
         except ValueError as e:
             raise CodingError(f"model section does not fit {self.settings['model']}: {e}") from None
 
     def logits(self, x, y_prefix, start: int, end: int) -> torch.Tensor:
-        return predict_logits(self.net, x[start:end], "cpu")
+        return predict_logits(self.net, x[start:end], self.device)
 
-    def bits(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> float:
-        return float(per_sample_bits(logits, y).sum())
+    def bits(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> np.ndarray:
+        return per_sample_bits(logits, y)
+
+    def checked(self, start: int) -> bool:
+        return True
 
 
 CODE_CLASSES = {c.name: c for c in (UniformCode, PrequentialCode, TwoPartCode, SwitchCode, SelfSwitchCode)}
@@ -426,11 +471,13 @@ def bob_code(header: coder.Header, dataset, model: str | None):
 # ------------------------------------------------------------ the header
 
 
-def environment(num_threads: int) -> dict:
-    """What Bob's software must share with Alice's for bit-identical models (hashed into the header)."""
-    return {"torch": torch.__version__, "constriction": version("constriction"), "mdl_utils": __version__,
-            "device": "cpu", "num_threads": int(num_threads), "format": coder.FORMAT_VERSION,
-            "quantization": QUANTIZATION}
+def environment(num_threads: int, device: str = "cpu", facts: dict | None = None) -> dict:
+    """What Bob's software and machine must share with Alice's for bit-identical models (hashed into the header):
+    torch and constriction versions, the code version, thread count, format and quantization, and the numerics of
+    ``device`` (``facts``, default numerics.environment: portable, or native on this CPU, or this GPU)."""
+    return {"torch": torch.__version__, "constriction": version("constriction"), "code_version": numerics.CODE_VERSION,
+            "num_threads": int(num_threads), "format": coder.FORMAT_VERSION, "quantization": QUANTIZATION,
+            **(facts or numerics.environment(device))}
 
 
 def inputs_description(dataset) -> dict:
@@ -444,18 +491,20 @@ def recipe_description(code) -> dict:
     return {"code": code.name, "settings": code.settings}
 
 
-def full_description(dataset, code, num_threads: int) -> dict:
+def full_description(dataset, code, num_threads: int, device: str = "cpu") -> dict:
     """The self-describing section: recipe, scale, model (run) names, environment and inputs."""
     return {**recipe_description(code), "scale": code.scale, "model": code.model_arg,
-            "environment": environment(num_threads), "inputs": inputs_description(dataset)}
+            "environment": environment(num_threads, device), "inputs": inputs_description(dataset)}
 
 
-def make_header(dataset, code, num_threads: int, labels: np.ndarray, describe: bool = False) -> coder.Header:
-    """Alice's header: code, scale, dataset, n, seed, the three hashes, the labels' CRC (and the description)."""
-    d = full_description(dataset, code, num_threads)
+def make_header(dataset, code, num_threads: int, labels: np.ndarray, describe: bool = False,
+                device: str = "cpu") -> coder.Header:
+    """Alice's header: code, scale, dataset, n, seed, the recipe hash, the environment field, the inputs hash, the
+    labels' CRC (and the description)."""
+    d = full_description(dataset, code, num_threads, device)
     return coder.Header(code.name, code.scale, dataset.name if dataset.name in coder.DATASET_IDS else None,
                         dataset.n, dataset.seed, coder.short_hash(recipe_description(code), coder.HASH_BYTES["recipe"]),
-                        coder.short_hash(d["environment"], coder.HASH_BYTES["environment"]),
+                        coder.environment_field(d["environment"]),
                         coder.short_hash(d["inputs"], coder.HASH_BYTES["inputs"]), coder.labels_crc(labels),
                         d if describe else None)
 
@@ -511,23 +560,64 @@ def check_recipe(header: coder.Header, code, dataset) -> None:
                       f"--model {code.model_arg} at scale={code.scale or 'custom'} gives; {hint}")
 
 
-def check_environment(header: coder.Header, num_threads: int) -> None:
-    """Refuse another torch/constriction/mdl_utils version, device or thread count (the environment hash)."""
-    mine = environment(num_threads)
-    size = coder.HASH_BYTES["environment"]
-    if coder.short_hash(mine, size) == header.environment_hash:
+def file_numerics(header: coder.Header, num_threads: int) -> str | None:
+    """The CPU numerics a decoder needs for this file: "portable", "native" when the file was written with native
+    numerics on this kind of CPU (and ``num_threads``), else None (a GPU's file, or another CPU's native one)."""
+    kind = coder.numerics_of(header.environment_hash)
+    if kind == "native":
+        return "native" if _native_here(num_threads) == header.environment_hash else None
+    return "portable" if kind == "portable" else None
+
+
+def _native_here(num_threads: int) -> bytes:
+    """The environment field of a file written on this CPU with native numerics and ``num_threads``."""
+    return coder.environment_field(environment(num_threads, facts=numerics.native_environment()))
+
+
+def check_environment(header: coder.Header, num_threads: int, device: str = "cpu") -> None:
+    """Refuse, before any label, a file whose environment field differs from this decoder's: other numerics (native
+    numerics of another CPU, a GPU's file), thread count, torch/constriction or code version; the one-line error
+    names the difference and the fix."""
+    mine = environment(num_threads, device)
+    if coder.environment_field(mine) == header.environment_hash:
         return
+    theirs = coder.numerics_of(header.environment_hash)
+    fix = _numerics_fix(header, mine, num_threads)
     if header.description is not None:
-        raise CodingError(f"other environment: {_differences(header.description['environment'], mine)}; decode "
-                          "with the encoder's versions and thread count (--threads)")
+        raise CodingError(f"other environment: {_differences(header.description['environment'], mine)}; {fix}")
+    if theirs != mine["numerics"]:
+        raise CodingError(fix)
     for threads in range(1, 65):
-        if coder.short_hash(environment(threads), size) == header.environment_hash:
+        if coder.environment_field(environment(threads, device)) == header.environment_hash:
             raise CodingError(f"wrong thread count: the file was written with {threads} torch thread(s), this "
                               f"decoder runs {num_threads}; decode with --threads {threads}")
-    raise CodingError(f"other software: the file was written with another torch, constriction or mdl_utils version "
-                      f"or device (here: torch {mine['torch']}, constriction {mine['constriction']}, mdl_utils "
-                      f"{mine['mdl_utils']}, cpu); decode with the encoder's versions, or ask for a self-describing "
+    where = {"native": "another kind of CPU (native numerics)", "cuda": "another GPU or CUDA/cuDNN version"}
+    raise CodingError(f"other software or machine: the file was written with another torch, constriction or code "
+                      f"version{', or on ' + where[theirs] if theirs in where else ''} (here: torch {mine['torch']}, "
+                      f"constriction {mine['constriction']}, code version {mine['code_version']}, "
+                      f"{numerics.describe(mine)}); decode with the encoder's versions, or ask for a self-describing "
                       "file (--describe) that names them")
+
+
+def _numerics_fix(header: coder.Header, mine: dict, num_threads: int) -> str:
+    """Words for a file whose numerics (portable, native, cuda) differ from this decoder's environment ``mine``."""
+    theirs, here = coder.numerics_of(header.environment_hash), numerics.describe(mine)
+    if theirs == "cuda":
+        return (f"the file was written on a GPU (CUDA), and decodes only on the same kind of GPU with the same CUDA "
+                f"and cuDNN versions (this decoder: {here}); decode there with --device cuda")
+    if mine["numerics"] == "cuda":
+        return f"the file was written on the CPU with {theirs} numerics; decode on the CPU (--device cpu)"
+    if theirs == "portable":
+        return (f"the file was written with portable numerics, this decoder runs {here}; decode without "
+                f"--fast-numerics or {numerics.ENV}=native")
+    if theirs == mine["numerics"]:
+        return "decode with the encoder's versions, thread count and kind of machine"
+    if file_numerics(header, num_threads) == "native":
+        return (f"the file was written with native numerics on this kind of CPU, this decoder runs {here}; decode "
+                f"with {numerics.ENV}=native (python -m mdl_utils.decompress switches by itself)")
+    return (f"the file was written with native numerics (--fast-numerics) on another kind of CPU, and decodes only "
+            f"there; this machine: {numerics.describe(numerics.native_environment())}; decode on the encoder's "
+            "kind of CPU, or have the labels encoded again with portable numerics (the default)")
 
 
 # ------------------------------------------------------------ encode, decode
@@ -549,22 +639,23 @@ def _drive(block, rc: coder.RangeCoder, alice: bool):
 
 
 def _run(code, x: torch.Tensor, rc: coder.RangeCoder, n: int, num_classes: int, labels: np.ndarray | None, *,
-         num_threads: int, parallel: bool, progress: bool, desc: str):
+         num_threads: int, parallel: bool, progress: bool, desc: str, device: str = "cpu"):
     """The one coding loop, block by block: Alice (``labels`` given) encodes, Bob (None) decodes.
-    Returns (labels, (n, K) float32 label probabilities, computed bits)."""
+    Returns (labels, (n, K) float32 label probabilities, computed bits: the exactly rounded total of every coded
+    symbol's bits, check symbols apart)."""
     alice = labels is not None
     out = labels.copy() if alice else np.full(n, -1, dtype=np.int64)
-    probs, computed = np.empty((n, num_classes), dtype=np.float32), 0.0
-    code.start(x, num_threads, parallel)
+    probs, bits = np.empty((n, num_classes), dtype=np.float32), []
+    code.start(x, num_threads, parallel, device)
     try:
         for start, end in tqdm(code.blocks(), desc=desc, disable=not progress):
             block = code.symbols(x, torch.from_numpy(out[:start].copy()), start, end,
                                  out[start:end].copy() if alice else None)
-            bits, out[start:end], probs[start:end] = _drive(block, rc, alice)
-            computed += bits
+            block_bits, out[start:end], probs[start:end] = _drive(block, rc, alice)
+            bits.append(block_bits)
     finally:
         code.close()
-    return out, probs, computed
+    return out, probs, total(np.concatenate(bits) if bits else [])
 
 
 @dataclasses.dataclass
@@ -575,6 +666,7 @@ class Encoded:
     header: coder.Header
     probs: np.ndarray              # (n, K) float32, the coder's input for every label
     codelength_bits: float         # the code's computed codelength sum -log2 p (float64), model bits included
+    check_bits: int                # the per-block check symbols in the payload (coder.CHECK_BITS each)
     sections: dict[str, int]       # bits of each part of the file (coder.File.sections)
     description: dict              # the full settings, environment and inputs (the self-describing section)
     reference_bits: float | None   # the code's chapter formula on this run's numbers (switch, self_switch)
@@ -612,45 +704,48 @@ class Decoded:
 
 
 def encode(dataset: data.Dataset, code, *, num_threads: int | None = 1, describe: bool = False,
-           parallel: bool = False, progress: bool = True) -> Encoded:
+           parallel: bool = False, progress: bool = True, device: str = "cpu") -> Encoded:
     """Alice: write ``dataset.y`` with ``code`` (an object of :data:`CODE_CLASSES`) into the bytes of a file;
-    ``describe``: add the self-describing section; ``parallel``: one process per prequential chain."""
+    ``describe``: add the self-describing section; ``parallel``: one process per prequential chain; ``device``:
+    where the models train (a file written on CUDA decodes only on the same kind of GPU and software)."""
     y = dataset.y.numpy().astype(np.int64)
     threads = num_threads or torch.get_num_threads()
+    description = full_description(dataset, code, threads, device)  # refuses numerics not in effect, before work
     rc, t0 = coder.RangeCoder(), time.perf_counter()
     with torch_threads(threads):
-        model_bytes = code.prepare(dataset)
+        model_bytes = code.prepare(dataset, device)
         _, probs, computed = _run(code, dataset.x, rc, dataset.n, dataset.K, y, num_threads=threads,
-                                  parallel=parallel, progress=progress, desc=f"encode {dataset.name}/{code.name}")
-    header = make_header(dataset, code, threads, y, describe)
+                                  parallel=parallel, progress=progress, desc=f"encode {dataset.name}/{code.name}",
+                                  device=device)
+    header = make_header(dataset, code, threads, y, describe, device)
     data_ = coder.pack(header, rc.words(), model_bytes)
     return Encoded(data=data_, header=header, probs=probs, codelength_bits=8.0 * len(model_bytes) + computed,
-                   sections=coder.unpack(data_).sections, description=full_description(dataset, code, threads),
-                   reference_bits=code.reference_bits(), seconds=time.perf_counter() - t0)
+                   check_bits=code.checks * coder.CHECK_BITS, sections=coder.unpack(data_).sections,
+                   description=description, reference_bits=code.reference_bits(), seconds=time.perf_counter() - t0)
 
 
 def decode(data_: bytes, dataset: data.Dataset, code=None, *, model: str | None = None, num_threads: int = 1,
-           parallel: bool = False, progress: bool = True) -> Decoded:
+           parallel: bool = False, progress: bool = True, device: str = "cpu") -> Decoded:
     """Bob: recover the labels from the file's bytes and the inputs ``dataset.x`` (never reads ``dataset.y``).
 
     The code is ``code``, else the file's description, else the header's code, scale and seed with ``model``.
     Before decoding any label: the file (magic, version, CRC-32), the inputs, the recipe and the environment
-    (``num_threads`` included); after: the CRC-32 of the labels.
+    (numerics, ``num_threads``, versions); before each block: its check symbol; after: the CRC-32 of the labels.
     """
     f = coder.unpack(data_)
     check_inputs(f.header, dataset)
     code = code if code is not None else bob_code(f.header, dataset, model)
     check_recipe(f.header, code, dataset)
-    check_environment(f.header, num_threads)
+    check_environment(f.header, num_threads, device)
     rc, t0 = coder.RangeCoder(f.payload), time.perf_counter()
     with torch_threads(num_threads):
-        code.load(f.model_bytes, dataset.x)
+        code.load(f.model_bytes, dataset.x, device)
         labels, probs, _ = _run(code, dataset.x, rc, f.header.n, dataset.K, None, num_threads=num_threads,
-                                parallel=parallel, progress=progress, desc=f"decode {dataset.name}/{code.name}")
+                                parallel=parallel, progress=progress, desc=f"decode {dataset.name}/{code.name}",
+                                device=device)
     if coder.labels_crc(labels) != f.header.labels_crc:
         raise CodingError("decoded labels fail the CRC-32 check: Bob's models differ from Alice's although the "
-                          "versions and thread count agree (another CPU or BLAS build?); decode on a machine "
-                          "like the encoder's")
+                          "header and every block's check agreed; decode on a machine like the encoder's")
     return Decoded(labels=labels, probs=probs, header=f.header, seconds=time.perf_counter() - t0)
 
 
@@ -765,6 +860,7 @@ def _result(dataset, code, enc: Encoded, dec: Decoded, scale: str, parallel: boo
                "header_bits": float(enc.header_bits), "fixed_header_bits": float(enc.sections["header"]),
                "self_describing_header_bits": float(enc.header_bits + (0 if described else enc.description_bits)),
                "file_bytes": float(len(enc.data)), "file_bits": float(enc.file_bits),
+               "check_bits": float(enc.check_bits),
                "overhead_bits": enc.file_bits - enc.codelength_bits, "payload_overhead_bits": payload_overhead},
         params={"code": code.name, "network": code.model_arg, "encode_seconds": enc.seconds,
                 "decode_seconds": dec.seconds, "round_trip_labels_equal": True,
@@ -774,6 +870,12 @@ def _result(dataset, code, enc: Encoded, dec: Decoded, scale: str, parallel: boo
         note=("codelength_bits is the actual file size (compact header included); parts.computed_codelength_bits "
               "is the code's bound sum -log2 p; labels and Bob's probabilities checked equal to Alice's"),
     )
+
+
+def _where_it_decodes(env: dict) -> str:
+    """Where a file written in ``env`` decodes (with the same versions and thread count)."""
+    return {"portable": "on any x86-64 CPU with AVX2", "native": "only on this kind of CPU, with native numerics",
+            "cuda": "only on this kind of GPU, with the same CUDA and cuDNN"}.get(env.get("numerics"), "?")
 
 
 def summary(enc: Encoded) -> str:
@@ -786,6 +888,9 @@ def summary(enc: Encoded) -> str:
         f"{enc.payload_bits:,}, model {enc.model_bits:,}, header {enc.header_bits:,} bits"
         + ("" if enc.header.description else f" ({enc.header_bits + enc.description_bits:,} self-describing)"),
         f"overhead: {enc.file_bits - enc.codelength_bits:+,.1f} bits (payload alone "
-        f"{enc.payload_bits + enc.model_bits - enc.codelength_bits:+,.1f})",
+        f"{enc.payload_bits + enc.model_bits - enc.codelength_bits:+,.1f}, of which per-block checks "
+        f"{enc.check_bits:,})",
+        f"numerics: {numerics.describe(d['environment'])} (the file decodes "
+        f"{_where_it_decodes(d['environment'])})",
         f"encode time: {enc.seconds:.2f} s ({d['environment']['num_threads']} torch thread(s))",
     ])
