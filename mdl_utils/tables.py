@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import codes
+from . import codes, numerics
 from .results import CodeResult, results_root, stored
 from .scales import SCALE_WORDS
 
@@ -196,6 +196,22 @@ def scale_column() -> Column:
     return ("scale", lambda r: scale_words(r.scale), "fold")
 
 
+def numerics_words(r: CodeResult) -> str:
+    """Where a result's bits hold (its provenance's numerics, mdl_utils.numerics): "portable (the same bits on any
+    x86-64 CPU with AVX2)", the native CPU, or the GPU; a result from before portable numerics says so."""
+    env = r.provenance.get("numerics")
+    if not env:
+        return "native, recorded before portable numerics (this CPU's bits only)"
+    if env.get("numerics") == "portable":
+        return "portable (the same bits on any x86-64 CPU with AVX2)"
+    return f"{numerics.describe(env)} (this kind of {'GPU' if env.get('numerics') == 'cuda' else 'CPU'} only)"
+
+
+def numerics_column() -> Column:
+    """A result's numerics in words (:func:`numerics_words`), folded into the caption when the same for all."""
+    return ("numerics", numerics_words, "fold")
+
+
 def n_column(name: str = "labels n") -> Column:
     """The number of labels coded, folded into the caption when constant (or constant per dataset)."""
     return (name, lambda r: f"{r.n:,}", "fold")
@@ -361,7 +377,9 @@ def gap_notes(root: Path | None = None) -> list[str]:
     if best:
         hours = sum(_seconds(r) for r in best.values()) / 3600
         devices = sorted({r.provenance.get("device", "?") for r in best.values()})
-        notes.append(f"Hardware of our runs: {' and '.join(devices)}; together they took {hours:,.1f} hours.")
+        kinds = sorted({numerics_words(r) for r in best.values()})
+        notes.append(f"Hardware of our runs: {' and '.join(devices)}; together they took {hours:,.1f} hours. "
+                     f"Numerics: {'; '.join(kinds)}.")
         gaps = [(r.codelength_bits / 1000 / paper_values(c, ds)[0]["kbits"], c, ds, r) for (c, ds), r in best.items()
                 if not paper_values(c, ds)[0]["bound"] and c != "uniform"]
         if gaps:
@@ -439,7 +457,7 @@ def uniform_table(results: Mapping) -> None:
     """Chapter 1: the uniform code of each dataset's training labels."""
     show({k: r for k, r in _of(results, "uniform").items() if k[1] == "uniform"},
          [n_column("n"), ("K", lambda r: r.K, "fold"), ("uniform code (bits)", lambda r: bits(r.codelength_bits)),
-          ("kbits", lambda r: kbits(r.codelength_bits)), scale_column()],
+          ("kbits", lambda r: kbits(r.codelength_bits)), scale_column(), numerics_column()],
          keys=[("dataset", lambda k: label(k[0]))], caption="The uniform code n log2 K of the training labels.")
 
 
@@ -451,7 +469,7 @@ def heldout_table(results: Mapping) -> None:
                 ("test acc.", lambda r: percent(r.test_accuracy)),
                 ("bits / label", lambda r: f"{r.codelength_bits / r.n:.3f}"),
                 ("uniform", lambda r: f"{r.uniform_bits / r.n:.3f}", "fold"), ("true model", floor, "fold"),
-                scale_column()],
+                scale_column(), numerics_column()],
          caption="Bits per test label.")
 
 
@@ -461,7 +479,7 @@ def two_part_table(results: Mapping) -> None:
                    ("data (kbits)", lambda r: kbits(r.parts["data_bits"], 2)),
                    ("total (kbits)", lambda r: kbits(r.codelength_bits)), ("ratio", lambda r: ratio(r.ratio)),
                    ("test acc.", lambda r: percent(r.test_accuracy)),
-                   ("paper (weights only)", lambda r: paper_kbits("two_part", r.dataset)), n_column(), scale_column()],
+                   ("paper (weights only)", lambda r: paper_kbits("two_part", r.dataset)), n_column(), scale_column(), numerics_column()],
          caption="Float32 two-part codes in kbits: the model (32 bits per parameter), the data (the training labels "
                  "under the decoded model) and their total.")
 
@@ -474,7 +492,7 @@ def _best_configuration_table(results: Mapping, choice: Column, model_key: str, 
                    ("data (kbits)", lambda r: kbits(r.parts["data_bits"], 2)),
                    ("total (kbits)", lambda r: kbits(r.codelength_bits, 2)), ("ratio", lambda r: ratio(r.ratio)),
                    ("test acc.", lambda r: percent(r.test_accuracy)),
-                   (paper_name, lambda r: paper_kbits(code, r.dataset)), n_column(), scale_column()],
+                   (paper_name, lambda r: paper_kbits(code, r.dataset)), n_column(), scale_column(), numerics_column()],
          caption=caption)
 
 
@@ -492,7 +510,7 @@ def compression_breakdown(results: Mapping) -> None:
              ("Huffman tables", "table_bits"), ("indices", "index_bits"), ("padding", "padding_bits"),
              ("choice of (s, b)", "selection_bits"))
     show({k: r for k, r in results.items() if r is not None},
-         [(name, lambda r, key=key: f"{r.parts[key]:,.0f}") for name, key in parts] + [scale_column()],
+         [(name, lambda r, key=key: f"{r.parts[key]:,.0f}") for name, key in parts] + [scale_column(), numerics_column()],
          caption="Bits of each part of the weight stream.")
 
 
@@ -535,7 +553,7 @@ def variational_table(results: Mapping) -> None:
                     lambda r: f"{kbits(r.parts['data_bits'], 2)} ± {kbits(r.parts['data_bits_se'], 2)}"),
                    ("test acc.", lambda r: percent(r.test_accuracy)), ("sigma0", lambda r: f"{r.params['sigma0']:g}"),
                    ("paper (Tables 1 / 2)", paper), ("epochs", lambda r: r.params["epochs"], "fold"), n_column(),
-                   scale_column()],
+                   scale_column(), numerics_column()],
          caption="Codelengths in kbits; the model part is the KL plus log2 |grid| bits for the choice of sigma0.")
 
 
@@ -563,7 +581,7 @@ def prequential_table(results: Mapping) -> None:
                    ("ratio", lambda r: ratio(r.ratio)), ("test acc.", lambda r: percent(r.test_accuracy)),
                    ("min.", lambda r: minutes(r, "compute_seconds") or minutes(r, "wall_seconds")),
                    ("CPU min.", lambda r: minutes(r, "cpu_seconds")),
-                   ("paper's best", lambda r: paper_kbits("prequential", r.dataset)), n_column(), scale_column()],
+                   ("paper's best", lambda r: paper_kbits("prequential", r.dataset)), n_column(), scale_column(), numerics_column()],
          caption="Codelengths in kbits, calibrated (the code) and uncalibrated; min.: minutes of computation on a "
                  "shared 2-core CPU with one torch thread (CPU min.: processor time, where recorded); the "
                  "paper's best is its VGG-like network on a GPU. Each run's recipe is listed below the table.")
@@ -641,7 +659,7 @@ def bytes_table(results: Mapping) -> None:
                        _trained_seconds(r)]))),
                    ("round trip", lambda r: "exact" if r.params["round_trip_labels_equal"]
                     and r.params["round_trip_probabilities_equal"] else "FAILED", "fold"),
-                   n_column(), scale_column()],
+                   n_column(), scale_column(), numerics_column()],
          caption="Bits over the computed codelength (model bits included). The header column counts everything "
                  "besides the model and the payload: the compact header the file holds, or a self-describing "
                  "(described) one that adds the full settings as compressed JSON; the payload overhead includes the "
@@ -672,7 +690,7 @@ def fake_labels_table(results: Mapping) -> None:
           ("KL part", lambda r: f"{r.parts['kl_bits'] / r.n:.3f}"),
           ("data part", lambda r: f"{r.parts['data_bits'] / r.n:.3f}"),
           ("uniform", lambda r: f"{math.log2(r.K):.3f}", "fold"),
-          ("test acc. (true test labels)", lambda r: percent(r.test_accuracy)), n_column(), scale_column()],
+          ("test acc. (true test labels)", lambda r: percent(r.test_accuracy)), n_column(), scale_column(), numerics_column()],
          keys=[("labels", lambda k: label(k[0]))], caption="Variational code, bits per training label.")
 
 
@@ -899,7 +917,7 @@ def prequential_ablation_table(results: Mapping) -> None:
                    ("against", lambda r: versus(r, lambda ref: ref.model)),
                    ("bits saved", lambda r: versus(r, lambda ref: bits(ref.codelength_bits - r.codelength_bits, 0))),
                    ("time", lambda r: versus(r, lambda ref: f"{_seconds(r) / _seconds(ref):.2f}x")),
-                   n_column(), scale_column()], keys=[("run", lambda k: k[1])],
+                   n_column(), scale_column(), numerics_column()], keys=[("run", lambda k: k[1])],
          caption=f"**{label(found[0].dataset)}**: ablation of the recipes (one torch thread, 2-core CPU). Budget in "
                  "epochs per block (ep.) and optimizer steps, and the learning-rate schedule; stop, keep: early "
                  "stopping (patience) or none, and whether the best evaluated or the last weights are kept. Bits "
