@@ -233,7 +233,8 @@ def test_self_describing_file_needs_no_names_and_says_what_differs(synth, smoke_
 
 
 def test_a_self_describing_file_names_the_difference(synth, described_file, no_decoding):
-    with pytest.raises(coder.CodingError, match="num_threads: 1 in the file, 3 here"):
+    with pytest.raises(coder.CodingError, match="num_threads: 1 in the file, 3 here; decode with the encoder's "
+                                                "versions, thread count"):
         B.decode(described_file.data, bob(synth), num_threads=3)
     settings = dict(coder.unpack(described_file.data).header.description["settings"], epochs=2)
     with pytest.raises(coder.CodingError, match="epochs: 3 in the file, 2 here"):

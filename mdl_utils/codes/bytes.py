@@ -602,6 +602,8 @@ def check_environment(header: coder.Header, num_threads: int, device: str = "cpu
 def _numerics_fix(header: coder.Header, mine: dict, num_threads: int) -> str:
     """Words for a file whose numerics (portable, native, cuda) differ from this decoder's environment ``mine``."""
     theirs, here = coder.numerics_of(header.environment_hash), numerics.describe(mine)
+    if theirs == mine["numerics"]:
+        return "decode with the encoder's versions, thread count (--threads) and kind of machine"
     if theirs == "cuda":
         return (f"the file was written on a GPU (CUDA), and decodes only on the same kind of GPU with the same CUDA "
                 f"and cuDNN versions (this decoder: {here}); decode there with --device cuda")
@@ -610,8 +612,6 @@ def _numerics_fix(header: coder.Header, mine: dict, num_threads: int) -> str:
     if theirs == "portable":
         return (f"the file was written with portable numerics, this decoder runs {here}; decode without "
                 f"--fast-numerics or {numerics.ENV}=native")
-    if theirs == mine["numerics"]:
-        return "decode with the encoder's versions, thread count and kind of machine"
     if file_numerics(header, num_threads) == "native":
         return (f"the file was written with native numerics on this kind of CPU, this decoder runs {here}; decode "
                 f"with {numerics.ENV}=native (python -m mdl_utils.decompress switches by itself)")
