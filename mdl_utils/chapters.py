@@ -93,16 +93,34 @@ def architecture(entry: str) -> str | None:
 def fits(entry: str, shape: tuple[int, ...]) -> bool:
     """Whether every network of a models-table entry accepts inputs of ``shape`` (a mixture names several:
     "switch-mlp-small_cnn-uniform"); an entry without a network fits any input."""
-    return all(models.fits(net, shape) for net in map(architecture, entry.split("-")) if net is not None)
+    return misfit(entry, shape) is None
 
 
 def models_for(dataset: str, table: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
     """A chapter's default models for ``dataset``: its row of ``table`` (keyed mnist, cifar10, synthetic), or,
     for a dataset the table does not name (an image folder), the row of the dataset of the same input kind
     (1-channel images: mnist, 3-channel: cifar10, vectors: synthetic), keeping the entries whose networks fit
-    its inputs (and those without a network, e.g. the bytes chapter's "uniform")."""
+    its inputs (and those without a network, e.g. the bytes chapter's "uniform"); when none fits, the vectors'
+    row (networks that take any input). Prints the entries left out and why."""
     if dataset in table:
         return tuple(table[dataset])
     shape = tuple(data.load(dataset, "train", n=1).x.shape[1:])
     kind = "synthetic" if len(shape) != 3 else ("mnist" if shape[0] == 1 else "cifar10")
-    return tuple(m for m in table.get(kind, ()) if fits(m, shape))
+    row = tuple(table.get(kind, ()))
+    kept = tuple(m for m in row if fits(m, shape))
+    skipped = [m for m in row if m not in kept]
+    if skipped:
+        fallback = () if kept else tuple(m for m in table.get("synthetic", ()) if fits(m, shape))
+        why = "; ".join(f"{m} ({misfit(m, shape)})" for m in skipped)
+        print(f"{dataset} ({'x'.join(map(str, shape))} inputs): left out {why}; "
+              + (f"running {', '.join(kept or fallback)}" + (" instead" if fallback else "") if kept or fallback
+                 else "no model of this chapter fits these inputs"))
+        kept = kept or fallback
+    return kept
+
+
+def misfit(entry: str, shape: tuple[int, ...]) -> str | None:
+    """Why a models-table entry's networks do not accept inputs of ``shape`` (the first reason), None if they do."""
+    nets = [net for net in map(architecture, entry.split("-")) if net is not None]
+    return next((f"{net}: {why}" if net != entry else why for net in nets
+                 if (why := models.misfit(net, shape)) is not None), None)

@@ -45,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                     help="where the models train (cuda: the file decodes only on the same kind of GPU and software)")
     ap.add_argument("--data-root", default=None, help="data folder (default: MDL_DATA)")
+    ap.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -62,10 +63,10 @@ def labels_to_send(dataset: str, n: int | None, seed: int, root: str | None) -> 
 
 
 def check_counts(seed: int, threads: int) -> None:
-    """--seed must be >= 0 (the file stores seed + 1, 0 meaning no shuffle) and --threads >= 1."""
-    if seed < 0 or threads < 1:
-        raise ValueError(f"--seed {seed} --threads {threads}: the order seed must be 0 or more and the thread count "
-                         f"1 or more")
+    """--seed must be 0..data.MAX_SEED (the file stores seed + 1, 0 meaning no shuffle) and --threads >= 1."""
+    if not 0 <= seed <= data.MAX_SEED or threads < 1:
+        raise ValueError(f"--seed {seed} --threads {threads}: the order seed must be 0 to {data.MAX_SEED:,} and the "
+                         f"thread count 1 or more")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         check_scale(args.scale)
         check_counts(args.seed, args.threads)
         check_writable(args.output)
+        if Path(args.output).exists() and not args.force:
+            raise ValueError(f"{args.output} exists; give another name, or --force to overwrite it")
         train, which = labels_to_send(args.dataset, args.n, args.seed, args.data_root)
         code = bytes_code.code_for(args.code, train.name, train.n, train.K, args.model, args.scale, args.seed)
         print(f"encoding {train.n:,} labels of {train.name} ({which}) with the {args.code} code at "

@@ -253,9 +253,10 @@ def _list_image_folder(folder: Path, classes: list[str] | None = None) -> tuple[
     ``classes``: the class list to label by (a folder dataset's test split uses its train split's), else the
     sorted sub-folders; a sub-folder outside ``classes`` is an error (its label would mean another class).
     """
-    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and _images_in(p))
     if not found:
-        raise DataUnavailableError(f"{folder} has no class sub-folders; expected the ImageFolder layout <folder>/<class>/<image>")
+        raise DataUnavailableError(f"{folder} has no class sub-folders with images ({', '.join(IMAGE_SUFFIXES)}); "
+                                   "expected the ImageFolder layout <folder>/<class>/<image>")
     classes = found if classes is None else list(classes)
     extra = sorted(set(found) - set(classes))
     if extra:
@@ -263,28 +264,61 @@ def _list_image_folder(folder: Path, classes: list[str] | None = None) -> tuple[
                                    f"(its classes: {classes}); give both splits the same class folders")
     files, labels = [], []
     for k, c in enumerate(classes):
-        for f in sorted((folder / c).iterdir()) if (folder / c).is_dir() else []:
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                files.append(f)
-                labels.append(k)
-    if not files:
-        raise DataUnavailableError(f"{folder} has class folders but no images ({', '.join(IMAGE_SUFFIXES)})")
+        files_k = _images_in(folder / c)
+        files += files_k
+        labels += [k] * len(files_k)
     return classes, files, labels
 
 
+def _images_in(folder: Path) -> list[Path]:
+    """The image files of a class folder, sorted; hidden files (macOS ``._*`` included) are not samples."""
+    if not folder.is_dir():
+        return []
+    return [f for f in sorted(folder.iterdir())
+            if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file()]
+
+
+GREY_MODES = ("L", "1", "I;16", "I;16L", "I;16B", "I;16N", "LA")
+HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _open_image(source, name):
+    """A PIL image of a path or bytes; a file PIL cannot read is a one-line error that names it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(source if isinstance(source, (str, os.PathLike)) else io.BytesIO(source))
+    except (OSError, UnidentifiedImageError) as e:
+        raise DataUnavailableError(f"{name}: not a readable image ({e}); remove or replace the file") from None
+
+
+def _to_array(im, mode: str, name) -> np.ndarray:
+    """``im`` as uint8 in ``mode`` ("L" or "RGB"): 16-bit greyscale scaled by 255/65535 and rounded (PIL's own
+    conversion clips it to 255), other modes converted by PIL; a truncated file is a one-line error naming it."""
+    try:
+        if im.mode in HIGH_BIT_MODES:
+            grey = np.rint(np.asarray(im, dtype=np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+            return grey if mode == "L" else np.repeat(grey[..., None], 3, axis=2)
+        if im.mode == "I" or im.mode == "F":
+            raise DataUnavailableError(f"{name}: {im.mode!r} images (32-bit integer or float pixels) have no agreed "
+                                       "range; save it as an 8- or 16-bit PNG")
+        return np.asarray(im.convert(mode))
+    except OSError as e:
+        raise DataUnavailableError(f"{name}: cannot decode the image ({e}); remove or replace the file") from None
+
+
 def _decode_images(sources: list, names: list) -> np.ndarray:
-    """Decode same-size images (paths or bytes) to uint8 (N, C, H, W): C=1 for grey files, else RGB."""
-    from PIL import Image
-
-    def open_image(s):
-        return Image.open(s if isinstance(s, (str, os.PathLike)) else io.BytesIO(s))
-
-    with open_image(sources[0]) as first:
-        mode = "L" if first.mode in ("L", "1", "I;16") else "RGB"
+    """Decode same-size images (paths or bytes) to uint8 (N, C, H, W): C=1 when every file is greyscale, else RGB
+    (a grey file among colour ones becomes three equal channels)."""
+    modes = []
+    for s, name in zip(sources, names):
+        with _open_image(s, name) as im:
+            modes.append(im.mode)
+    mode = "L" if all(m in GREY_MODES for m in modes) else "RGB"
     arrays = []
     for s, name in zip(sources, names):
-        with open_image(s) as im:
-            a = np.asarray(im.convert(mode))
+        with _open_image(s, name) as im:
+            a = _to_array(im, mode, name)
         if arrays and a.shape[:2] != arrays[0].shape[:2]:
             raise DataUnavailableError(f"{name} is {a.shape[1]}x{a.shape[0]} but {names[0]} is "
                                        f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; resize the images to one size")
@@ -321,7 +355,11 @@ def _folder_split(name: str, split: str) -> tuple[Path, list[str]]:
     """(folder to read, its class list) of ``split`` of the dataset ``folder:<path>``: ``<path>/<split>`` when
     it exists, else (train only) ``<path>`` itself; classes are always those of the train split, so that a
     label means the same class in both splits. At least two classes, or no code has anything to send."""
-    root = Path(name.split(":", 1)[1]).expanduser()
+    path = name.split(":", 1)[1]
+    if not path.strip():
+        raise DataUnavailableError("folder: needs a path, e.g. folder:/data/digits (an empty one would read the "
+                                   "working directory)")
+    root = Path(path).expanduser()
     if not root.is_dir():
         raise DataUnavailableError(f"image folder {root} does not exist; give folder:<path> of a folder holding "
                                    f"<class>/<image> or train/<class>/<image>")
@@ -333,7 +371,7 @@ def _folder_split(name: str, split: str) -> tuple[Path, list[str]]:
     else:
         raise DataUnavailableError(f"{root} has no {split}/ sub-folder; the {split} split of a folder dataset "
                                    f"lives in <path>/{split}/<class>/*")
-    classes = sorted(p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith(".") and _images_in(p))
     if len(classes) == 1:
         raise DataUnavailableError(f"{train} has one class folder ({classes[0]!r}); labels of one class carry no "
                                    f"information, a code needs K >= 2: add a sub-folder per class")
@@ -604,11 +642,22 @@ def _check_same_shape(name: str, split: str, shape: tuple[int, ...]) -> None:
                                    f"images are {w0}x{h0} with {c0}; give both splits images of one size and mode")
 
 
+MAX_SEED = 2**32 - 1  # every seed (order, initialization, mini-batches, warm blocks' seeds) derives from it
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` when it is a whole number from 0 to MAX_SEED, else a one-line ValueError (a larger one overflows
+    torch's generators, a warm chain's block seeds sooner)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed {seed!r}: give a whole number from 0 to {MAX_SEED:,}")
+    return int(seed)
+
+
 def transmission_order(size: int, seed: int | None) -> np.ndarray:
     """The agreed order in which samples are sent: a seeded permutation (identity for seed=None)."""
     if seed is None:
         return np.arange(size)
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(check_seed(seed))
     return torch.randperm(size, generator=g).numpy()
 
 

@@ -175,10 +175,11 @@ def prequential_recipe(job: Job, root: str | None = None) -> prequential.Recipe:
 
 def architecture(job: Job) -> str | None:
     """The network a job trains (a prequential run name maps to its recipe's architecture); None for a job that
-    trains nothing (switch)."""
+    trains nothing (switch, the uniform code) or whose model is not one network."""
     if job.chapter in IN_PROCESS:
         return None
-    return prequential_recipe(job).model if job.chapter == "prequential" else job.model
+    arch = prequential_recipe(job).model if job.chapter == "prequential" else job.model
+    return arch if arch in models.ARCHITECTURES else None
 
 
 def block_work(recipe: prequential.Recipe, t_s: int) -> int:
@@ -744,10 +745,24 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def check_counts(args) -> None:
+    """Refuse, before any job starts, counts a worker would only fail on: --workers, --threads, --cap-samples and
+    --cap-epochs below 1, negative or repeated --seeds."""
+    for name in ("workers", "threads", "cap_samples", "cap_epochs"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise JobError(f"--{name.replace('_', '-')} {value}: give a whole number of 1 or more")
+    seeds = list(args.seeds)
+    if any(not 0 <= s <= data.MAX_SEED for s in seeds) or len(set(seeds)) != len(seeds):
+        raise JobError(f"--seeds {' '.join(map(str, seeds))}: give each seed once, as a number from 0 to "
+                       f"{data.MAX_SEED:,}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI; 0 when no job failed."""
     args = _parser().parse_args(argv)
     try:
+        check_counts(args)
         out = (args.out or results.results_root()).resolve()
         jobs = make_jobs(args.scale, args.datasets, args.chapters, args.seeds, args.only, args.cap_samples,
                          args.cap_epochs)
@@ -758,6 +773,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(plan_table(plan_rows(jobs, args.data_root, out, rates)))
             return 0
         resolve_device(args.device)  # no CUDA where cuda was asked for: say so before starting anything
+        results.check_store(out)
         if args.fast_numerics:
             numerics.use("native")  # before anything computes; workers inherit MDL_NUMERICS=native
         if args.executor == "slurm" and args.budget is not None:

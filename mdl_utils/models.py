@@ -165,15 +165,21 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int =
     return nn.Sequential(*layers)
 
 
-def fits(name: str, input_shape: tuple[int, ...]) -> bool:
-    """Whether architecture ``name`` accepts inputs of ``input_shape`` (e.g. lenet needs images >= 16 x 16)."""
+def misfit(name: str, input_shape: tuple[int, ...]) -> str | None:
+    """Why architecture ``name`` does not accept inputs of ``input_shape`` (e.g. lenet needs images >= 16 x 16),
+    None when it does."""
     shape = tuple(int(s) for s in input_shape)
     try:
         for spec in _specs(name, shape, 2):
             shape = _out_shape(spec, shape)
-    except ValueError:
-        return False
-    return True
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def fits(name: str, input_shape: tuple[int, ...]) -> bool:
+    """Whether architecture ``name`` accepts inputs of ``input_shape``."""
+    return misfit(name, input_shape) is None
 
 
 def num_parameters(model: nn.Module) -> int:

@@ -196,6 +196,25 @@ def check_writable(path: str | Path, example: str = "labels.mdl") -> Path:
     return path
 
 
+def check_store(root: str | Path | None = None) -> Path:
+    """The results store ``root`` (default :func:`results_root`), refused before any work, in one line, when it is
+    a file or when no file can be created in it (or in the folder that would hold it)."""
+    root = Path(root) if root is not None else results_root()
+    folder = next(p for p in (root, *root.parents) if p.exists())
+    why = None if folder.is_dir() else f"{folder} is a file, not a folder"
+    if why is None:
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as e:
+            why = f"no file can be created in {folder} ({e.strerror})"
+    if why:
+        named = " (MDL_RESULTS)" if os.environ.get("MDL_RESULTS") else ""
+        raise ValueError(f"the results store {root}{named} cannot hold results: {why}; point MDL_RESULTS at a "
+                         "writable folder (created if missing)")
+    return root
+
+
 def save_array(path: Path, array: np.ndarray, dtype=np.float32) -> Path:
     """Store ``array`` at ``path`` (.npy) through a temp file and an atomic rename."""
     path = Path(path)
@@ -275,7 +294,24 @@ def load_file(path: str | Path) -> CodeResult:
     if problem:
         raise _damaged(path, problem)
     d["code"] = LEGACY_CODE_NAMES.get(d["code"], d["code"])
-    return CodeResult.from_dict(d)
+    result = CodeResult.from_dict(d)
+    _check_per_sample_bits(path, result)
+    return result
+
+
+def _check_per_sample_bits(path: Path, result: CodeResult) -> None:
+    """A result stored with its per-sample codelengths (``<stem>.bits.npy``): their sum must be its codelength (to
+    the float32 rounding of the stored values, 1e-6 relative); a hand-edited number is a ResultFileError."""
+    bits_file = array_path(path, "bits")
+    if not bits_file.is_file():
+        return
+    try:
+        total = math.fsum(np.load(bits_file).astype(np.float64).tolist())
+    except (OSError, ValueError) as e:
+        raise _damaged(bits_file, f"not a readable array ({e})") from None
+    if abs(total - result.codelength_bits) > 1e-6 * max(abs(result.codelength_bits), 1.0) + 1e-3:
+        raise _damaged(path, f"codelength_bits {result.codelength_bits:,.4f} disagrees with the per-sample bits "
+                             f"stored beside it in {bits_file.name} (sum {total:,.4f})")
 
 
 def _damaged(path: Path, problem: str) -> ResultFileError:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint, data, numerics
-from .results import check_writable, results_root, slug
+from .results import check_store, check_writable, results_root, slug
 from .scales import SCALES, check_scale, matches
 
 RUNNER_PARAMETERS = ("scale", "recompute")
@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.fast_numerics:
             numerics.use("native")  # the kernel inherits MDL_NUMERICS=native
+        check_store(notebook_results_root(args.notebook))
         twice = sorted({name for name, _ in args.parameter if [n for n, _ in args.parameter].count(name) > 1})
         if twice:
             raise RunError(f"-p {twice[0]} is given more than once; give each parameter once")

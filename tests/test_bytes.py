@@ -434,3 +434,11 @@ def test_a_native_file_decodes_with_native_numerics_only(tmp_path, synth, no_dec
     assert bob_.returncode == 0, bob_.stderr
     assert "decoding with native numerics" in bob_.stdout
     assert np.array_equal(np.load(tmp_path / "y.npy"), synth.head(300).y.numpy())
+
+
+def test_a_payload_below_the_computed_codelength_says_why(encoded):
+    """The coder floors every probability at 2^-24: a near-impossible label costs at most 24 bits in the file."""
+    enc = encoded["prequential"]
+    assert "2^-24" not in B.summary(enc)
+    floored = dataclasses.replace(enc, codelength_bits=enc.payload_bits + 100.0)
+    assert "costs at most 24 bits in the file" in B.summary(floored)

@@ -176,14 +176,16 @@ def test_the_folder_cache_follows_moved_files_new_classes_and_rewritten_pixels(t
     (root / "train" / "ant" / "001.png").rename(root / "train" / "cat" / "009.png")
     assert _labels(root) == [0, 1, 1, 1]
     (root / "train" / "aardvark").mkdir()
-    assert _labels(root) == [1, 2, 2, 2]  # ant is now class 1: cached labels would still say 0
+    assert _labels(root) == [0, 1, 1, 1]  # an empty class folder is no class (K stays 2)
+    Image.fromarray(np.zeros((8, 6, 3), np.uint8)).save(root / "train" / "aardvark" / "000.png")
+    assert _labels(root) == [0, 1, 2, 2, 2]  # ant is now class 1: cached labels would still say 0
     target, pixels = root / "train" / "cat" / "000.png", np.zeros((8, 6, 3), np.uint8)
     Image.fromarray(pixels).save(target, compress_level=0)  # stored, not deflated: the size depends on the shape
-    before, st = data.load(f"folder:{root}", "train", seed=None).x[1].clone(), target.stat()
+    before, st = data.load(f"folder:{root}", "train", seed=None).x[2].clone(), target.stat()  # cat/000
     Image.fromarray(pixels + 200).save(target, compress_level=0)
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # as cp -p leaves it: same size, same mtime
     assert target.stat().st_size == st.st_size and target.stat().st_mtime_ns == st.st_mtime_ns
-    after = data.load(f"folder:{root}", "train", seed=None).x[1]
+    after = data.load(f"folder:{root}", "train", seed=None).x[2]
     assert after.mean() > before.mean() + 2  # the new pixels, not the cached ones
     assert len(list((tmp_path / "cache" / "arrays").glob("*.npz"))) == 5
 
@@ -206,3 +208,59 @@ def test_test_images_of_another_size_than_the_train_images_are_refused(tmp_path,
     with pytest.raises(data.DataUnavailableError, match="the test images are 32x32 with 1 channel\\(s\\) but the "
                                                         "train images are 28x28 with 1; give both splits"):
         data.load(f"folder:{tmp_path / 'f'}", "test")
+
+
+def test_folder_quirks_hidden_files_empty_classes_and_an_empty_path(tmp_path, monkeypatch):
+    """macOS AppleDouble (._*) and other hidden files are no samples; an empty class folder is no class; an
+    empty path is an error, not the working directory."""
+    monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "q"
+    make_folder(root, {"train": {"a": 2, "b": 2, "c": 1}})
+    (root / "train" / "a" / "._000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "train" / "b" / ".hidden.png").write_bytes((root / "train" / "b" / "000.png").read_bytes())
+    (root / "train" / "empty").mkdir()
+    d = data.load(f"folder:{root}", "train", seed=None)
+    assert d.n == 5 and d.K == 3 and d.classes == ["a", "b", "c"]
+    with pytest.raises(data.DataUnavailableError, match="folder: needs a path") as err:
+        data.load("folder:")
+    assert "\n" not in str(err.value)
+
+
+def test_a_truncated_image_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "t"
+    make_folder(root, {"train": {"a": 2, "b": 2}}, shape=(16, 16))
+    bad = root / "train" / "b" / "001.png"
+    bad.write_bytes(bad.read_bytes()[:60])
+    with pytest.raises(data.DataUnavailableError, match=f"{bad}: .*remove or replace the file") as err:
+        data.load(f"folder:{root}", "train")
+    assert "\n" not in str(err.value)
+
+
+def test_16_bit_greyscale_is_scaled_not_saturated(tmp_path, monkeypatch):
+    """A 16-bit PNG's pixel v becomes round(v * 255 / 65535), as an 8-bit copy of the image would have it."""
+    monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "w"
+    rng = np.random.default_rng(1)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 65536, size=(8, 8), dtype=np.uint16)).save(root / c / f"{i}.png")
+    d = data.load(f"folder:{root}", "train", seed=None)
+    raw = np.asarray(Image.open(root / "a" / "0.png"), dtype=np.float64)
+    expected = (np.rint(raw * 255 / 65535) / 255 - 0.5) / 0.25
+    assert d.x.shape == (4, 1, 8, 8)
+    np.testing.assert_allclose(d.x[0, 0].numpy(), expected, atol=1e-6)
+    assert (d.x == d.x.max()).float().mean() < 0.05  # not clipped to white
+
+
+def test_one_grey_image_among_colour_ones_makes_no_grey_dataset(tmp_path, monkeypatch):
+    """The first file used to decide: a grey one first made every image 1-channel."""
+    monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "m"
+    make_folder(root, {"train": {"b": 2, "c": 2}})
+    (root / "train" / "a").mkdir()
+    Image.fromarray(np.full((8, 6), 128, np.uint8), "L").save(root / "train" / "a" / "0.png")
+    d = data.load(f"folder:{root}", "train", seed=None)
+    assert d.x.shape == (5, 3, 8, 6) and d.classes == ["a", "b", "c"]
+    assert torch.equal(d.x[0, 0], d.x[0, 1]) and torch.equal(d.x[0, 1], d.x[0, 2])  # grey: three equal channels

@@ -150,6 +150,41 @@ def test_errors_are_one_line_and_name_the_fix(capsys):
         jobs.parse_throughput(["vgg=fast"])
 
 
+@pytest.mark.parametrize("args, message", [
+    (["run", "--threads", "-3"], "--threads -3: give a whole number of 1 or more"),
+    (["run", "--workers", "0"], "--workers 0: give a whole number of 1 or more"),
+    (["plan", "--chapters", "prequential", "--cap-samples", "0"], "--cap-samples 0: give a whole number"),
+    (["run", "--chapters", "prequential", "--cap-epochs", "-1"], "--cap-epochs -1: give a whole number"),
+    (["plan", "--seeds", "0", "1", "0"], "--seeds 0 1 0: give each seed once"),
+    (["run", "--seeds", "-2"], "--seeds -2: give each seed once, as a number from 0 to 4,294,967,295"),
+])
+def test_counts_are_checked_before_any_job_starts(args, message, capsys, results_tmp):
+    """Else a worker fails on them, and the terminal only says 'worker exited with code 1'."""
+    assert jobs.main([*args, "--scale", "smoke", "--datasets", "synthetic"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {message}" + err.split(message, 1)[1] and err.count("\n") == 1
+    assert not results_tmp.exists()
+
+
+def test_plan_and_run_take_the_uniform_chapter(capsys, results_tmp):
+    """--chapters uniform is documented; the plan used to build a network called 'uniform'."""
+    assert jobs.main(["plan", "--scale", "smoke", "--chapters", "uniform", "--datasets", "synthetic"]) == 0
+    assert "synthetic/uniform/uniform" in capsys.readouterr().out
+    assert jobs.main(["run", "--scale", "smoke", "--chapters", "uniform", "--datasets", "synthetic",
+                      "--only", "synthetic/uniform/uniform"]) == 0
+    assert results.load("uniform", "synthetic", "uniform", "smoke", root=results_tmp).codelength_bits > 0
+
+
+def test_a_results_store_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    store = tmp_path / "results"
+    store.write_text("not a folder")
+    monkeypatch.setenv("MDL_RESULTS", str(store))
+    assert jobs.main(["run", "--scale", "smoke", "--chapters", "uniform", "--datasets", "synthetic"]) == 2
+    assert capsys.readouterr().err == (f"error: the results store {store} (MDL_RESULTS) cannot hold results: {store} "
+                                       "is a file, not a folder; point MDL_RESULTS at a writable folder (created if "
+                                       "missing)\n")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("submitit") is None,
                     reason="submitit is not installed: pip install -e '.[slurm]' to test the Slurm executor")
 def test_slurm_executor_through_submitits_local_executor(tmp_path, results_tmp):

@@ -136,7 +136,7 @@ def test_compress_sends_all_3000_images_of_a_folder(tmp_path, monkeypatch, capsy
     assert "(3,000 labels, K=3)" in printed
     assert coder.unpack(coder.read(out)).header.n == 3000
     assert compress.main(["--code", "uniform", "--dataset", f"folder:{folder}", "--scale", "smoke", "--n", "5000",
-                          str(out), "--no-progress"]) == 1
+                          str(tmp_path / "more.mdl"), "--no-progress"]) == 1
     assert capsys.readouterr().err == (f"error: --n 5000: folder:{folder} has 3,000 training samples; pass --n "
                                        f"from 1 to 3000, or leave --n out to send all of them\n")
 
@@ -154,13 +154,24 @@ def test_compress_checks_the_output_before_any_work(tmp_path, monkeypatch, capsy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]  # no <dir>.tmp left behind
 
 
-@pytest.mark.parametrize("args", [["--seed", "-1"], ["--threads", "0"]])
-def test_compress_refuses_a_negative_seed_or_no_threads(tmp_path, capsys, args):
-    """The file stores seed + 1 (0: no shuffle), so a seed of -1 would read back as an unshuffled order."""
+@pytest.mark.parametrize("args", [["--seed", "-1"], ["--threads", "0"], ["--seed", str(2 ** 64)]])
+def test_compress_refuses_a_seed_out_of_range_or_no_threads(tmp_path, capsys, args):
+    """The file stores seed + 1 (0: no shuffle), so a seed of -1 would read back as an unshuffled order; a seed
+    above 2^32 - 1 used to end in an opaque overflow."""
     assert compress.main(["--code", "uniform", "--dataset", "synthetic", "--scale", "smoke", "--n", "20", *args,
                           str(tmp_path / "x.mdl")]) == 1
-    assert "the order seed must be 0 or more and the thread count 1 or more" in capsys.readouterr().err
+    assert "the order seed must be 0 to 4,294,967,295 and the thread count 1 or more" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_compress_never_overwrites_a_file_unless_told(tmp_path, capsys):
+    out = tmp_path / "x.mdl"
+    out.write_bytes(b"precious")
+    args = ["--code", "uniform", "--dataset", "synthetic", "--scale", "smoke", "--n", "20", "--no-progress", str(out)]
+    assert compress.main(args) == 1
+    assert capsys.readouterr().err == f"error: {out} exists; give another name, or --force to overwrite it\n"
+    assert out.read_bytes() == b"precious"
+    assert compress.main([*args, "--force"]) == 0 and coder.unpack(out.read_bytes()).header.n == 20
 
 
 def test_the_coder_leaves_no_temporary_file_when_writing_fails(tmp_path):
@@ -323,3 +334,42 @@ def test_the_pages_interruption_messages_are_the_codes(tmp_path):
     assert run.RESUME_NOTE.format(found) in text
     assert checkpoint.interruption_message(tmp_path / "uniform", 0) in text
     assert compress.INTERRUPTED in text
+
+
+def test_a_folder_decodes_under_any_spelling_of_its_path_or_a_copy(tmp_path, monkeypatch, capsys):
+    """The inputs hash holds the images and their classes, not the path: a trailing slash, a relative path, a
+    symlink and a copy of the folder all decode; other images are still refused."""
+    import shutil
+
+    monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
+    folder = grey_folder(tmp_path / "digits", {"zero": 6, "one": 6}, test=1)
+    out = tmp_path / "labels.mdl"
+    assert compress.main(["--code", "prequential", "--model", "mlp", "--dataset", f"folder:{folder}", "--scale",
+                          "smoke", str(out), "--no-progress"]) == 0
+    shutil.copytree(folder, tmp_path / "copy")
+    (tmp_path / "link").symlink_to(folder)
+    monkeypatch.chdir(tmp_path)
+    for spelling in (f"{folder}/", "digits", "./digits/", str(tmp_path / "link"), str(tmp_path / "copy")):
+        assert decompress.main([str(out), "--dataset", f"folder:{spelling}", "--model", "mlp", "--no-progress"]) == 0
+    capsys.readouterr()
+    other = grey_folder(tmp_path / "other", {"zero": 6, "one": 6}, test=1)
+    (other / "train" / "one" / "000.png").unlink()
+    shutil.copy(folder / "train" / "zero" / "000.png", other / "train" / "one" / "000.png")
+    assert decompress.main([str(out), "--dataset", f"folder:{other}", "--model", "mlp", "--no-progress"]) == 1
+    assert "wrong inputs" in capsys.readouterr().err
+
+
+def test_chapters_say_which_models_do_not_fit_small_images_and_fall_back(tmp_path, monkeypatch, capsys):
+    """8 x 8 images: LeNet does not fit; chapters 03 and 04 used to run nothing and exit 0."""
+    monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
+    from .test_data import make_folder
+
+    make_folder(tmp_path / "d8", {"train": {"a": 5, "b": 5}, "test": {"a": 2, "b": 2}}, mode="L", shape=(8, 8))
+    dataset = f"folder:{tmp_path / 'd8'}"
+    for chapter in ("network_compression", "intrinsic_dimension"):
+        assert chapters.runs(chapter, dataset, "smoke") == [(dataset, "mlp")]
+        said = capsys.readouterr().out
+        assert said.startswith(f"{dataset} (1x8x8 inputs): left out lenet (inputs of shape") and \
+            "too small for a 5x5 convolution); running mlp instead" in said
+    assert chapters.runs("two_part", dataset, "smoke") == [(dataset, "mlp")]
+    assert "left out lenet" in capsys.readouterr().out

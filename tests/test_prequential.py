@@ -347,3 +347,9 @@ def test_per_epoch_logits_of_a_warm_chain_are_the_recorded_epoch_bits(synth):
     for (t_s, t_next), recorded in zip(zip(STEPS[:-1], STEPS[1:]), r.curves["epoch_bits"]):
         per_epoch = chain.next_block(train.y[:t_s], t_next, per_epoch=True)
         assert [total(per_sample_bits(z, train.y[t_s:t_next])) for z in per_epoch] == recorded
+
+
+def test_an_unknown_run_lists_architectures_and_named_recipes():
+    with pytest.raises(ValueError, match="unknown run 'nosuch'; give an architecture \\(Algorithm 2: cnn4, .*\\) or a "
+                                         "named recipe \\(cnn4_cold, .*mlp_warm.*\\)"):
+        P.settings("cpu").recipe("mnist", "nosuch", 100)

@@ -56,3 +56,18 @@ def test_paper_tables_hold_both_tables():
     assert [r["code"] for r in t["1"]["rows"]][0] == "uniform" and len(t["1"]["rows"]) == 6
     assert len(t["2"]["rows"]) == 4
     assert t["1"]["rows"][-1]["mnist"]["kbits"] == 4.10
+
+
+@pytest.mark.parametrize("name, ignored", [
+    ("results/prequential/mnist-mlp-smoke.json", True), ("results/prequential/mnist-mlp-smoke.bits.npy", True),
+    ("results/prequential/mnist-mlp-smoke-seed1.json", True), ("results/switch/self_switch/mnist-mlp-smoke.json", True),
+    ("results/prequential/runs/06_prequential-smoke-datasets=mnist.ipynb", True),
+    ("results/prequential/mnist-mlp-cpu.json", False), ("results/prequential/mnist-mlp-cpu.bits.npy", False)])
+def test_smoke_outputs_never_go_into_git(name, ignored):
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    check = subprocess.run(["git", "check-ignore", "-q", "--no-index", name], cwd=ROOT)
+    assert (check.returncode == 0) == ignored

@@ -108,7 +108,7 @@ def test_chapters_get_never_trains_without_recompute(results_tmp, capsys, monkey
 
 
 def test_arrays_are_stored_beside_their_result(tmp_path):
-    r = make(arrays={"bits": np.arange(5, dtype=np.float64)})
+    r = make(arrays={"bits": np.arange(5, dtype=np.float64)}, codelength_bits=10.0)  # the per-sample bits' sum
     path = results.save(r, "uniform", tmp_path)
     assert (tmp_path / "uniform" / "mnist-uniform-smoke.bits.npy").is_file()
     back = results.load_file(path)
@@ -217,3 +217,18 @@ def test_the_spread_over_seeds_is_shown_only_when_several_seeds_are_stored():
     assert tables.seed_spread(runs[0], [runs[0], other]) == ""  # one seed of this run: nothing to say
     assert tables.seed_spread(runs[0], runs + [other]) == "1.30 ± 0.30 over 3 seeds"  # mean 1.3 kbits, sd 0.3
     assert tables.codelength_kbits(runs[1], runs) == "1.30 (1.30 ± 0.30 over 3 seeds)"
+
+
+def test_a_hand_edited_codelength_is_refused_beside_its_per_sample_bits(tmp_path):
+    """A stored codelength must be the sum of the per-sample bits stored beside it (to their float32 rounding)."""
+    bits = np.full(1000, 0.123456789)
+    r = CodeResult(code="prequential", dataset="synthetic", model="mlp", scale="smoke", n=1000, K=10,
+                   codelength_bits=math.fsum(bits), arrays={"bits": bits})
+    path = results.save(r, "prequential", root=tmp_path)
+    assert results.load_file(path).codelength_bits == r.codelength_bits  # float32 storage is within tolerance
+    d = json.loads(path.read_text())
+    d["codelength_bits"] -= 1.0
+    path.write_text(json.dumps(d))
+    with pytest.raises(results.ResultFileError, match="codelength_bits 122.4568 disagrees with the per-sample bits "
+                                                      "stored beside it in .*bits.npy \(sum 123.4568\)"):
+        results.load_file(path)

@@ -39,6 +39,17 @@ def test_bad_runs_are_one_line_errors(argv, match, capsys, results_tmp):
     assert not results_tmp.exists()  # nothing ran
 
 
+def test_a_results_store_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys):
+    """MDL_RESULTS at a file used to end in a NotADirectoryError traceback, after the kernel had started."""
+    store = tmp_path / "results"
+    store.write_text("not a folder")
+    monkeypatch.setenv("MDL_RESULTS", str(store))
+    assert run.main([str(UNIFORM), "--scale", "smoke", "-p", "datasets", '["synthetic"]']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the results store {store} (MDL_RESULTS) cannot hold results: ") and \
+        err.count("\n") == 1
+
+
 def test_rerun_command_round_trips_through_the_parser():
     cmd = chapters.rerun_command("uniform", "cpu", datasets=["mnist"], seed=1)
     assert cmd == "python -m mdl_utils.run notebooks/01_uniform.md --scale cpu -p datasets '[\"mnist\"]' -p seed 1"

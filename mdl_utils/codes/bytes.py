@@ -481,9 +481,14 @@ def environment(num_threads: int, device: str = "cpu", facts: dict | None = None
 
 
 def inputs_description(dataset) -> dict:
-    """The inputs Bob must have (hashed into the header): name, split, size, order, K, SHA-256 of x."""
-    return {"name": dataset.name, "split": dataset.split, "n": dataset.n, "K": dataset.K,
-            "order_seed": dataset.seed, "inputs_sha256": digest(dataset.x)}
+    """The inputs Bob must have (hashed into the header): the dataset (a built-in's name; for an image folder its
+    class names, not its path: a copy, another spelling of the path or a symlink holds the same inputs), split,
+    size, order, K, SHA-256 of x."""
+    folder = dataset.name not in coder.DATASET_IDS
+    return {"name": "image folder" if folder else dataset.name, **({"classes": list(dataset.classes)} if folder
+                                                                   else {}),
+            "split": dataset.split, "n": dataset.n, "K": dataset.K, "order_seed": dataset.seed,
+            "inputs_sha256": digest(dataset.x)}
 
 
 def recipe_description(code) -> dict:
@@ -494,7 +499,9 @@ def recipe_description(code) -> dict:
 def full_description(dataset, code, num_threads: int, device: str = "cpu") -> dict:
     """The self-describing section: recipe, scale, model (run) names, environment and inputs."""
     return {**recipe_description(code), "scale": code.scale, "model": code.model_arg,
-            "environment": environment(num_threads, device), "inputs": inputs_description(dataset)}
+            "environment": environment(num_threads, device),
+            "inputs": {**inputs_description(dataset),
+                       **({"path": dataset.name} if dataset.name not in coder.DATASET_IDS else {})}}
 
 
 def make_header(dataset, code, num_threads: int, labels: np.ndarray, describe: bool = False,
@@ -505,7 +512,8 @@ def make_header(dataset, code, num_threads: int, labels: np.ndarray, describe: b
     return coder.Header(code.name, code.scale, dataset.name if dataset.name in coder.DATASET_IDS else None,
                         dataset.n, dataset.seed, coder.short_hash(recipe_description(code), coder.HASH_BYTES["recipe"]),
                         coder.environment_field(d["environment"]),
-                        coder.short_hash(d["inputs"], coder.HASH_BYTES["inputs"]), coder.labels_crc(labels),
+                        coder.short_hash(inputs_description(dataset), coder.HASH_BYTES["inputs"]),
+                        coder.labels_crc(labels),
                         d if describe else None)
 
 
@@ -528,10 +536,11 @@ def check_inputs(header: coder.Header, dataset) -> None:
                               f"{key}={have}; load the dataset as the header says")
     mine = inputs_description(dataset)
     if coder.short_hash(mine, coder.HASH_BYTES["inputs"]) != header.inputs_hash:
-        which = _differences(header.description and header.description["inputs"], mine)
-        raise CodingError("wrong inputs: the hash of the inputs (dataset name, split, K, SHA-256 of the images) "
-                          f"differs from the encoder's{f' ({which})' if which else ''}; use the same dataset files "
-                          "(--data-root) and split")
+        theirs = header.description and {k: v for k, v in header.description["inputs"].items() if k in mine}
+        which = _differences(theirs, mine)
+        raise CodingError("wrong inputs: the hash of the inputs (dataset or class names, split, K, SHA-256 of the "
+                          f"images) differs from the encoder's{f' ({which})' if which else ''}; use the same dataset "
+                          "files (--data-root) and split")
 
 
 def _matching_model(header: coder.Header, dataset) -> str | None:
@@ -872,6 +881,10 @@ def _result(dataset, code, enc: Encoded, dec: Decoded, scale: str, parallel: boo
     )
 
 
+FLOOR_NOTE = ("; the payload is shorter than the computed codelength because the coder gives every class at least "
+              "2^-24: a label the model deemed less likely than that costs at most 24 bits in the file")
+
+
 def _where_it_decodes(env: dict) -> str:
     """Where a file written in ``env`` decodes (with the same versions and thread count)."""
     return {"portable": "on any x86-64 CPU with AVX2", "native": "only on this kind of CPU, with native numerics",
@@ -882,14 +895,15 @@ def summary(enc: Encoded) -> str:
     """One line per quantity, for the command line."""
     n, d = enc.header.n, enc.description
     return "\n".join([
-        f"code {enc.header.code} on {d['inputs']['name']} ({n:,} labels, K={d['inputs']['K']})",
+        f"code {enc.header.code} on {d['inputs'].get('path', d['inputs']['name'])} ({n:,} labels, "
+        f"K={d['inputs']['K']})",
         f"computed codelength: {enc.codelength_bits:,.1f} bits ({enc.codelength_bits / n:.4f} bits/label)",
         f"file: {len(enc.data):,} bytes = {enc.file_bits:,} bits ({enc.file_bits / n:.4f} bits/label): payload "
         f"{enc.payload_bits:,}, model {enc.model_bits:,}, header {enc.header_bits:,} bits"
         + ("" if enc.header.description else f" ({enc.header_bits + enc.description_bits:,} self-describing)"),
         f"overhead: {enc.file_bits - enc.codelength_bits:+,.1f} bits (payload alone "
         f"{enc.payload_bits + enc.model_bits - enc.codelength_bits:+,.1f}, of which per-block checks "
-        f"{enc.check_bits:,})",
+        f"{enc.check_bits:,})" + (FLOOR_NOTE if enc.payload_bits + enc.model_bits < enc.codelength_bits else ""),
         f"numerics: {numerics.describe(d['environment'])} (the file decodes "
         f"{_where_it_decodes(d['environment'])})",
         f"encode time: {enc.seconds:.2f} s ({d['environment']['num_threads']} torch thread(s))",

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from .. import checkpoint, data, scales
 from ..bits import accuracy, per_sample_bits, total, uniform_bits
-from ..models import build, num_parameters
+from ..models import ARCHITECTURES, build, num_parameters
 from ..results import CodeResult, Stopwatch, provenance, result_path
 from ..training import (SCHEDULES, Augmentation, FitResult, fit, precision, predict_logits, resolve_device,
                         torch_threads, validation_size)
@@ -188,6 +188,9 @@ class Settings:
         samples of ``dataset``."""
         overrides = dict(self.recipes.get(model, {}))
         arch = overrides.pop("model", model)
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown run {model!r}; give an architecture (Algorithm 2: "
+                             f"{', '.join(sorted(ARCHITECTURES))}) or a named recipe ({', '.join(sorted(self.recipes))})")
         t1 = self.first_step.get(dataset, self.first_step_default)
         base = Recipe(model=arch, timesteps=tuple(default_timesteps(n, t1)),
                       epochs=self.epochs_by_model.get(arch, self.epochs), batch_size=self.batch_size, lr=self.lr,
