@@ -23,7 +23,7 @@ import torch
 
 from mdl_utils import coder
 from mdl_utils.codes import bytes as B
-from mdl_utils.tables import markdown
+from mdl_utils.formats import markdown
 
 
 def random_task(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

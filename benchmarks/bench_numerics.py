@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from mdl_utils import numerics  # noqa: E402
 from mdl_utils.results import git_commit  # noqa: E402
-from mdl_utils.tables import markdown  # noqa: E402
+from mdl_utils.formats import markdown  # noqa: E402
 
 DATASET = {"mlp_warm": "mnist", "cnn4_warm": "mnist", "vgg6_warm": "cifar10", "mlp": "mnist", "small_cnn": "mnist"}
 

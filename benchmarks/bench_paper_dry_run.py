@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from mdl_utils import jobs, results
-from mdl_utils.tables import markdown
+from mdl_utils import data, jobs, results
+from mdl_utils.formats import markdown
 from mdl_utils.training import torch_threads
 
 
@@ -28,7 +28,7 @@ def check(job: jobs.Job, out: Path) -> str:
     r = results.load_file(job.result_file(out))
     bits = results.load_array("prequential", r, "bits", out)
     assert r.params["override"] == job.override, r.params.get("override")
-    assert len(bits) == r.n == min(job.cap_samples, jobs.split_info(job.dataset)[0]), (len(bits), r.n)
+    assert len(bits) == r.n == min(job.cap_samples, data.info(job.dataset).n_train), (len(bits), r.n)
     assert abs(float(bits.astype("float64").sum()) - r.codelength_bits) < 1e-3 * r.n
     return "ok"
 
@@ -54,7 +54,8 @@ def main() -> None:
                                        cap_epochs=args.epochs), jobs.plan_rows(paper)):
         stored = results.load_file(job.result_file(out))
         with torch_threads(1):
-            rate = jobs.probe_throughput(job.model, job.dataset, "paper", "cpu", min_seconds=args.probe_seconds)
+            rate = jobs.probe_throughput(jobs.Job("prequential", job.dataset, job.model, scale="paper"), "cpu",
+                                         min_seconds=args.probe_seconds)
         rows.append([job.name, check(job, out), f"{stored.provenance['wall_seconds']:.1f}", f"{stored.kbits:.2f}",
                      f"{jobs.samples_per_second(stored):,.0f}", f"{rate:,.0f}", f"{row['work'] / rate / 3600:,.1f}"])
     print(f"\nCPU throughput per model ({torch.get_num_threads()} thread(s) in the probe process):\n")

@@ -20,7 +20,7 @@ import dataclasses
 
 from mdl_utils import data, models, training
 from mdl_utils.codes import prequential as P
-from mdl_utils.tables import markdown
+from mdl_utils.formats import markdown
 
 
 def bare_loop(model_name, x, y, epochs, batch_size, lr, seed) -> float:

@@ -16,7 +16,8 @@ import time
 
 from mdl_utils import chapters, data, results
 from mdl_utils.codes import prequential as P
-from mdl_utils.tables import markdown, prequential_block_rows, prequential_recipe_words
+from mdl_utils.formats import markdown
+from mdl_utils.tables import prequential_block_rows, prequential_recipe_words
 from mdl_utils.training import torch_threads
 
 # (dataset, which runs) -> (kbits, seconds) to reach on a 2-core CPU with one torch thread (issue 16)

@@ -62,19 +62,14 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 SPLITS = ("train", "test")
-NAMES = ("mnist", "cifar10", "synthetic", "folder:<path>")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
-# Per-channel standardization constants (the usual ones for the official files).
-NORMALIZATION = {
-    "mnist": ((0.1307,), (0.3081,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-}
 FOLDER_NORMALIZATION = (0.5, 0.25)  # any image folder: x/255 mapped to mean 0, unit-ish scale
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -597,16 +592,91 @@ def _standardize(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, 
     return x.sub_(torch.tensor(mean).view(1, -1, 1, 1)).div_(torch.tensor(std).view(1, -1, 1, 1))
 
 
+# ------------------------------------------------------------ the datasets known by name
+
+
+@dataclasses.dataclass(frozen=True)
+class Info:
+    """What the runner and the tables know of a dataset without training on it: training samples, the shape of
+    one input, classes."""
+
+    n_train: int
+    shape: tuple[int, ...]
+    K: int
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltIn:
+    """A dataset known by name: its name for readers, split sizes, input shape, classes, per-channel
+    standardization of its uint8 images (None: the loader gives float inputs), and its loader
+    ``(split, root, download) -> (images or inputs, labels, classes, source[, true_bits])``."""
+
+    label: str
+    sizes: dict[str, int]
+    shape: tuple[int, ...]
+    K: int
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None
+    loader: Callable
+
+    @property
+    def info(self) -> Info:
+        return Info(self.sizes["train"], self.shape, self.K)
+
+
+# Adding a dataset: its loader above and one entry here (the usual standardization constants of the official files).
+BUILT_IN = {
+    "mnist": BuiltIn("MNIST", {"train": 60000, "test": 10000}, (1, 28, 28), 10, ((0.1307,), (0.3081,)),
+                     _load_mnist),
+    "cifar10": BuiltIn("CIFAR-10", {"train": 50000, "test": 10000}, (3, 32, 32), 10,
+                       ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), _load_cifar10),
+    "synthetic": BuiltIn("synthetic", SYNTHETIC_SIZES, (SYNTHETIC_DIM,), SYNTHETIC_CLASSES, None,
+                         lambda split, root, download: _load_synthetic(split)),
+}
+NAMES = (*BUILT_IN, "folder:<path>")
+
+
+def is_name(name: str) -> bool:
+    """Whether ``name`` names a dataset: a built-in one, or ``folder:<path>``."""
+    return isinstance(name, str) and (name in BUILT_IN or name.startswith("folder:"))
+
+
+def info(name: str, root: str | os.PathLike | None = None) -> Info:
+    """Training samples, input shape and classes of ``name`` (a built-in's from the registry; a folder's loaded)."""
+    if name in BUILT_IN:
+        return BUILT_IN[name].info
+    d = load(name, "train", root=root, seed=None)
+    return Info(d.n, tuple(d.x.shape[1:]), d.K)
+
+
+def train_size(name: str, n_train: int | None, root: str | os.PathLike | None = None) -> int:
+    """Training samples a chapter loads with ``n_train`` (None: all of them): at most the split's size."""
+    size = info(name, root).n_train
+    return min(size, n_train) if n_train else size
+
+
+def label(name: str) -> str:
+    """A dataset's name for readers: MNIST, CIFAR-10, an image folder's own name."""
+    if name.startswith("folder:"):
+        return Path(name.split(":", 1)[1].rstrip("/")).name or name
+    return BUILT_IN[name].label if name in BUILT_IN else name
+
+
+def random_dataset(n: int, shape: Sequence[int], k: int, seed: int = 0) -> Dataset:
+    """``n`` random inputs of ``shape`` with random labels among ``k`` (a throughput probe's data)."""
+    g = torch.Generator().manual_seed(seed)
+    return Dataset(name="random", split="train", x=torch.randn(n, *shape, generator=g),
+                   y=torch.randint(0, k, (n,), generator=g), K=k, classes=[str(c) for c in range(k)],
+                   source="random inputs", seed=None, indices=np.arange(n))
+
+
 @functools.lru_cache(maxsize=8)
 def _load_split(name: str, split: str, root: str, download: bool):
-    """Full split of mnist, cifar10 or synthetic in file order, memoized per process:
-    (x float32, y, classes, source, true_bits)."""
-    if name == "synthetic":
-        x, y, classes, source, true_bits = _load_synthetic(split)
-        return torch.from_numpy(x), torch.from_numpy(y), classes, source, true_bits
-    loader = _load_mnist if name == "mnist" else _load_cifar10
-    images, y, classes, source = loader(split, Path(root), download)
-    return _standardize(images, *NORMALIZATION[name]), torch.from_numpy(y), classes, source, None
+    """Full split of a built-in dataset in file order, memoized per process: (x float32, y, classes, source,
+    true_bits)."""
+    spec = BUILT_IN[name]
+    inputs, y, classes, source, *true_bits = spec.loader(split, Path(root), download)
+    x = torch.from_numpy(inputs) if spec.normalization is None else _standardize(inputs, *spec.normalization)
+    return x, torch.from_numpy(y), classes, source, (true_bits or [None])[0]
 
 
 _FOLDER_MEMO: dict[str, tuple] = {}  # fingerprint of a folder's files -> _load_split's tuple
@@ -704,7 +774,7 @@ def load(
     ``Dataset.n_asked`` and the source say so. ``download=None`` downloads missing MNIST/CIFAR-10 files unless
     ``MDL_OFFLINE`` is set.
     """
-    if not isinstance(name, str) or not (name in ("mnist", "cifar10", "synthetic") or name.startswith("folder:")):
+    if not is_name(name):
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(NAMES)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")

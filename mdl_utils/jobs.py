@@ -6,10 +6,11 @@
 
 A job calls its chapter's ``compute()`` and stores the result under ``--out`` (a results store; default the
 project's results/) as soon as it finishes; a job whose result is already there is not run again (resume), and a
-prequential job that was stopped resumes after its last finished block (its checkpoint in
-``<out>/prequential/.partial/``). Priority: the prequential runs that Table 2's switch codes need (largest models
-first), then the switch codes (computed in the main process from the stored per-sample bits, once those runs are
-there), then the variational code and the two-part family.
+job that was stopped resumes after its last finished unit (a prequential block: its checkpoint in
+``<out>/prequential/.partial/``). Priority: the chapters' order in the registry (mdl_utils.codes: the prequential
+runs that Table 2's switch codes need, largest models first, then the switch codes, then the variational code and
+the two-part family); a chapter whose runs train nothing (the switch codes) runs in the main process once the runs
+it needs are stored. Everything the runner knows of a chapter comes from the registry's hooks: it names none.
 
 Planned work of a job: samples x max epochs summed over its trainings (prequential: t_s samples for block s, for
 every block), so an upper bound: early stopping ends most blocks sooner. With ``--budget SECONDS`` a job is started
@@ -22,7 +23,6 @@ keeps its checkpoint. docs/PAPER_SCALE.md runs the paper scale on a GPU (scripts
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import fnmatch
 import json
@@ -30,27 +30,19 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import chapters, codes, data, models, numerics, results, scales
-from .codes import prequential
-from .tables import markdown
+from . import checkpoint, codes, data, models, numerics, results, scales
+from .formats import markdown
 from .training import resolve_device, torch_threads
 
-CORE_CHAPTERS = ("prequential", "switch", "variational", "two_part", "network_compression", "intrinsic_dimension")
-MODEL_PRIORITY = ("vgg_mnist", "vgg_cifar_bn", "vgg_cifar", "tinycnn", "shallow", "mlp")  # Table 2's, largest first
 DATASETS = ("mnist", "cifar10")
-IN_PROCESS = ("switch",)  # train nothing: run in the main process once the runs they read are stored
-SPLITS = {"mnist": (60000, (1, 28, 28), 10), "cifar10": (50000, (3, 32, 32), 10),
-          "synthetic": (data.SYNTHETIC_SIZES["train"], (data.SYNTHETIC_DIM,), data.SYNTHETIC_CLASSES)}
 TRAIN_FLOPS_PER_FORWARD = 3  # forward + backward ~ 3 forward passes (the usual rule of thumb)
 STATE_DIR = ".jobs"  # under --out: per-job status and stderr logs, the Slurm folder, the last run's table
 
@@ -78,44 +70,45 @@ class Job:
         return f"{self.dataset}/{self.chapter}/{self.model}" + (f"/seed{self.seed}" if self.seed else "")
 
     @property
-    def override(self) -> dict | None:
-        """The dry-run override stored in the result's params (None for a real run)."""
+    def caps(self) -> dict | None:
+        """A dry run's caps ("samples", "epochs"), None for a real run."""
         if self.cap_samples is None and self.cap_epochs is None:
             return None
-        return {"cap_samples": self.cap_samples, "cap_epochs": self.cap_epochs}
+        return {"samples": self.cap_samples, "epochs": self.cap_epochs}
+
+    @property
+    def override(self) -> dict | None:
+        """The dry-run override stored in the result's params (None for a real run)."""
+        return None if self.caps is None else {"cap_samples": self.cap_samples, "cap_epochs": self.cap_epochs}
 
     def result_file(self, root: Path) -> Path:
         """Where the job's result is stored in the results store ``root``."""
         return results.result_path(self.chapter, self.dataset, self.model, self.scale, Path(root),
-                                   code=chapters.code_of(self.chapter, self.model), seed=self.seed)
+                                   code=codes.code_of(self.chapter, self.model), seed=self.seed)
 
     def checkpoint_file(self, root: Path) -> Path | None:
-        """Where prequential.compute keeps this job's finished blocks (None: not a checkpointed job)."""
-        if self.chapter != "prequential" or self.override:
+        """Where the job keeps its finished units in the store ``root`` (None: a dry run, or a chapter without)."""
+        if self.override:
             return None
-        path = results.result_path(self.chapter, self.dataset, self.model, self.scale, Path(root), seed=self.seed)
-        return path.parent / ".partial" / path.name
+        return codes.checkpoint_path(self.chapter, self.dataset, self.model, self.scale, self.seed, Path(root))
 
     def needs(self) -> list["Job"]:
-        """The prequential jobs whose stored results this job reads (switch codes), else none."""
-        if self.chapter != "switch":
-            return []
-        module = codes.chapter("switch").module
-        names = ([m for m in self.model.split("-")[1:] if m != "uniform"] if module.code_of(self.model) == "switch"
-                 else [self.model])
-        return [Job("prequential", self.dataset, m, self.seed, self.scale) for m in names]
+        """The jobs whose stored results this job reads (the registry's hook; none for most chapters)."""
+        return [Job(c, d, m, self.seed, self.scale) for c, d, m in codes.needs(self.chapter, self.dataset, self.model,
+                                                                                self.scale)]
+
+    def option(self, **options) -> dict:
+        """The keyword arguments of a registry hook for this job: its seed, its caps and ``options``."""
+        return {"seed": self.seed, "caps": self.caps, **options}
 
 
 # ------------------------------------------------------------------ the job list
 
 
-def _rank(chapter: str) -> int:
-    names = [c.name for c in codes.CHAPTERS]
-    return CORE_CHAPTERS.index(chapter) if chapter in CORE_CHAPTERS else len(CORE_CHAPTERS) + names.index(chapter)
-
-
-def _model_rank(model: str) -> int:
-    return MODEL_PRIORITY.index(model) if model in MODEL_PRIORITY else len(MODEL_PRIORITY)
+def _rank(chapter: str) -> tuple[int, int]:
+    """A chapter's place in the job order: the registry's job rank, then the other chapters in book order."""
+    c = codes.chapter(chapter)
+    return (0, c.job_rank) if c.job_rank is not None else (1, c.number)
 
 
 def matches(job: Job, patterns: Sequence[str]) -> bool:
@@ -126,21 +119,24 @@ def matches(job: Job, patterns: Sequence[str]) -> bool:
                                for pat in patterns)
 
 
-def make_jobs(scale: str, datasets: Sequence[str] = DATASETS, chapter_names: Sequence[str] = CORE_CHAPTERS,
+def make_jobs(scale: str, datasets: Sequence[str] = DATASETS, chapter_names: Sequence[str] | None = None,
               seeds: Sequence[int] = (0,), only: Sequence[str] = (), cap_samples: int | None = None,
               cap_epochs: int | None = None) -> list[Job]:
-    """Every run of ``chapter_names`` on ``datasets`` for each seed, in priority order, filtered by ``only``."""
+    """Every run of ``chapter_names`` (default: the registry's core chapters) on ``datasets`` for each seed, in
+    priority order, filtered by ``only``."""
     scales.check_scale(scale)
-    if (cap_samples or cap_epochs) and set(chapter_names) != {"prequential"}:
-        raise JobError("a sample or epoch cap is implemented for the prequential chapter only; "
-                       "pass --chapters prequential")
+    chapter_names = list(chapter_names or codes.core_chapters())
+    if cap_samples or cap_epochs:
+        without = [c for c in chapter_names if not codes.takes_caps(c)]
+        if without:
+            raise JobError(f"a sample or epoch cap (a dry run) is implemented for "
+                           f"{', '.join(c.name for c in codes.CHAPTERS if codes.takes_caps(c.name))} only, not for "
+                           f"{', '.join(without)}; pass --chapters with those")
     jobs = []
     for chapter in sorted(dict.fromkeys(chapter_names), key=_rank):
         for seed in seeds:
             for ds in datasets:
-                names = [m for _, m in chapters.runs(chapter, ds, scale)]
-                if chapter == "prequential":
-                    names.sort(key=_model_rank)
+                names = sorted((m for _, m in codes.runs(chapter, ds, scale)), key=lambda m: codes.priority(chapter, m))
                 jobs += [Job(chapter, ds, m, int(seed), scale, cap_samples, cap_epochs) for m in names]
     return [j for j in jobs if matches(j, only)]
 
@@ -148,79 +144,20 @@ def make_jobs(scale: str, datasets: Sequence[str] = DATASETS, chapter_names: Seq
 # ------------------------------------------------------------------ planned work
 
 
-def split_info(dataset: str, root: str | None = None) -> tuple[int, tuple[int, ...], int]:
-    """(training samples, input shape, classes) of ``dataset`` (loaded only when it is not a built-in one)."""
-    if dataset in SPLITS:
-        return SPLITS[dataset]
-    d = data.load(dataset, "train", root=root, seed=None)
-    return d.n, tuple(d.x.shape[1:]), d.K
-
-
-def prequential_settings(job: Job) -> prequential.Settings:
-    """The prequential chapter's settings at the job's scale, with a dry run's sample cap applied."""
-    s = prequential.settings(job.scale)
-    if job.cap_samples is None:
-        return s
-    return dataclasses.replace(s, n_train=min(job.cap_samples, s.n_train or job.cap_samples),
-                               n_test=min(job.cap_samples, s.n_test or job.cap_samples))
-
-
-def prequential_recipe(job: Job, root: str | None = None) -> prequential.Recipe:
-    """The Recipe the job's prequential code runs (timesteps over all the samples it loads; a dry run's epoch cap)."""
-    s = prequential_settings(job)
-    size = split_info(job.dataset, root)[0]
-    recipe = s.recipe(job.dataset, job.model, min(size, s.n_train) if s.n_train else size, job.seed)
-    return recipe if job.cap_epochs is None else dataclasses.replace(recipe, epochs=job.cap_epochs)
-
-
 def architecture(job: Job) -> str | None:
-    """The network a job trains (a prequential run name maps to its recipe's architecture); None for a job that
-    trains nothing (switch, the uniform code) or whose model is not one network."""
-    if job.chapter in IN_PROCESS:
+    """The network a job trains (from its recipe, the registry's networks hook); None for a job that trains
+    nothing or more than one network."""
+    if not codes.trains(job.chapter):
         return None
-    arch = prequential_recipe(job).model if job.chapter == "prequential" else job.model
-    return arch if arch in models.ARCHITECTURES else None
-
-
-def block_work(recipe: prequential.Recipe, t_s: int) -> int:
-    """Samples x epochs of one prequential block at most: t_s x max epochs, or the recipe's step cap in samples."""
-    caps = [t_s * recipe.epochs] if recipe.epochs else []
-    if getattr(recipe, "max_steps", None):  # recipes with a step budget (warm chains)
-        caps.append(recipe.max_steps * recipe.batch_size)
-    if not caps:
-        raise JobError(f"recipe {recipe.model!r} caps neither epochs nor steps: its planned work is unbounded")
-    return min(caps)
-
-
-def blocks_done(job: Job, out: Path) -> set[int]:
-    """t_s of the blocks in the job's checkpoint (not checked against its fingerprint: a plan, not a proof)."""
-    path = job.checkpoint_file(out)
-    if path is None or not path.is_file():
-        return set()
-    try:
-        return {int(u["t_start"]) for u in json.loads(path.read_text()).get("units", [])}
-    except (OSError, ValueError, KeyError, TypeError):
-        return set()
+    nets = codes.networks(job.chapter, job.model, job.dataset, job.scale)
+    return nets[0] if len(nets) == 1 else None
 
 
 def planned_work(job: Job, root: str | None = None, out: Path | None = None) -> int | None:
-    """Samples x max epochs summed over the job's trainings (without the blocks in ``out``'s checkpoint);
-    None for a chapter without a formula here."""
-    if job.chapter == "prequential":
-        recipe = prequential_recipe(job, root)
-        done = blocks_done(job, out) if out is not None else set()
-        return sum(block_work(recipe, t) for t in recipe.timesteps[:-1] if t not in done)
-    s = codes.chapter(job.chapter).module.settings(job.scale)
-    size = split_info(job.dataset, root)[0]
-    n = min(size, s.n_train) if getattr(s, "n_train", None) else size
-    formulas = {
-        "switch": lambda: 0,
-        "two_part": lambda: n * s.epochs,
-        "variational": lambda: n * s.epochs_for(job.dataset) * len(s.sigma0_grid),
-        "network_compression": lambda: n * (s.epochs + len(s.sparsities) * s.finetune_epochs),
-        "intrinsic_dimension": lambda: n * s.epochs * len(s.dims),
-    }
-    return formulas[job.chapter]() if job.chapter in formulas else None
+    """Samples x max epochs summed over the job's trainings (without the units in ``out``'s checkpoint); None for a
+    chapter that states none (the registry's planned_work hook)."""
+    return codes.planned_work(job.chapter, job.dataset, job.model, job.scale,
+                              **job.option(root=out, data_root=root))
 
 
 def forward_flops(model: str, input_shape: Sequence[int], num_classes: int) -> tuple[int, int]:
@@ -248,70 +185,25 @@ def parse_throughput(items: Sequence[str]) -> dict[str, float]:
     return rates
 
 
-def _random_dataset(n: int, shape: Sequence[int], k: int) -> data.Dataset:
-    g = torch.Generator().manual_seed(0)
-    return data.Dataset(name="probe", split="train", x=torch.randn(n, *shape, generator=g),
-                        y=torch.randint(0, k, (n,), generator=g), K=k, classes=[str(c) for c in range(k)],
-                        source="random inputs (throughput probe)", seed=None, indices=np.arange(n))
-
-
-def probe_throughput(model: str, dataset: str, scale: str, device: str = "auto", root: str | None = None,
-                     min_seconds: float = 1.0, max_samples: int = 16384) -> float:
-    """Planned-work samples per second of ``model``: one prequential block (training on t_s random inputs for two
-    epochs, validation, per-epoch encoding and calibration, as at ``scale``), t_s growing x4 from 256 until the
-    block takes ``min_seconds`` or t_s reaches ``max_samples``. Small blocks make it a pessimistic number."""
-    _, shape, k = split_info(dataset, root)
-    recipe = dataclasses.replace(prequential.settings(scale).recipe(dataset, model, 2), epochs=2, patience=2)
-    n = 256
-    while True:
-        block = prequential.encode_block(_random_dataset(2 * n, shape, k), None, n, 2 * n, recipe,
-                                         resolve_device(device))
-        if block["seconds"] >= min_seconds or n >= max_samples:
-            return n * recipe.epochs / block["seconds"]
-        n *= 4
+def probe_throughput(job: Job, device: str = "auto", root: str | None = None, min_seconds: float = 1.0
+                     ) -> float | None:
+    """Planned-work samples per second of the job's model (its chapter's probe hook; None without one)."""
+    return codes.probe(job.chapter, job.model, job.dataset, job.scale, device=device, data_root=root,
+                       min_seconds=min_seconds)
 
 
 # ------------------------------------------------------------------ one job
 
 
-@contextlib.contextmanager
-def results_store(out: Path):
-    """MDL_RESULTS set to ``out`` inside the block (the codes read and checkpoint there), restored afterwards."""
-    before = os.environ.get("MDL_RESULTS")
-    os.environ["MDL_RESULTS"] = str(out)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("MDL_RESULTS", None)
-        else:
-            os.environ["MDL_RESULTS"] = before
-
-
-def capped_prequential(job: Job, device: str, root: str | None) -> results.CodeResult:
-    """A dry run: prequential.prequential_code with the job's capped Recipe (no checkpoint), the override stated."""
-    s = prequential_settings(job)
-    train = data.load(job.dataset, "train", root=root, n=min(s.n_train, split_info(job.dataset, root)[0]),
-                      seed=job.seed)
-    test = data.load(job.dataset, "test", root=root, seed=job.seed)
-    test = test.head(min(s.n_test, test.n))
-    with torch_threads(s.num_threads):
-        result = prequential.prequential_code(train, test, prequential_recipe(job, root), scale=job.scale,
-                                              device=device, progress=False, checkpoint_path=None)
+def compute(job: Job, device: str = "auto", root: str | None = None, out: Path | None = None,
+            on_block=None) -> results.CodeResult:
+    """The job's CodeResult: its chapter's compute() (without a progress bar; the results store ``out``), or a
+    capped dry run."""
+    result = codes.compute(job.chapter, job.dataset, job.model, job.scale, caps=job.caps, seed=job.seed,
+                           device=device, data_root=root, progress=False, on_block=on_block,
+                           root=None if out is None else Path(out))
     result.model = job.model  # the run's name (a recipe name such as mlp_warm), not only its architecture
-    result.params["override"] = job.override
-    result.note = (f"DRY RUN, not the {job.scale} result: first {train.n} samples, at most "
-                   f"{result.params['epochs']} epochs per block (mdl_utils.jobs cap); " + result.note)
     return result
-
-
-def compute(job: Job, device: str = "auto", root: str | None = None) -> results.CodeResult:
-    """The job's CodeResult: its chapter's compute() (prequential without a progress bar), or a capped dry run."""
-    if job.override:
-        return capped_prequential(job, device, root)
-    module = codes.chapter(job.chapter).module
-    extra = {"progress": False} if job.chapter == "prequential" else {}
-    return module.compute(job.dataset, job.model, job.scale, seed=job.seed, device=device, data_root=root, **extra)
 
 
 def samples_per_second(result: results.CodeResult) -> float | None:
@@ -335,10 +227,10 @@ def execute(job: Job, out: str | Path, device: str = "auto", root: str | None = 
     """Run ``job`` here and store its result under ``out``; its row of the final table (status "done")."""
     out = Path(out)
     t0 = time.perf_counter()
-    with results_store(out):
-        result = compute(job, device, root)
-        stamp_source(result)
-        results.save(result, job.chapter, root=out)
+    result = compute(job, device, root, out,
+                     on_block=lambda unit, done, total: _say(block_line(job, done, total, unit)))
+    stamp_source(result)
+    results.save(result, job.chapter, root=out)
     return {"status": "done", "seconds": time.perf_counter() - t0, "kbits": result.kbits,
             "samples_per_s": samples_per_second(result)}
 
@@ -363,57 +255,21 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-def block_line(job: Job, k: int, total: int | None, t_start: int, t_end: int, epochs: int, best: int,
-               seconds: float, bits: float) -> str:
-    """The progress line of a finished prequential block."""
-    return (f"[{job.name}] block {k}/{total or '?'} t={t_start}..{t_end}: {epochs} epochs (best {best}), "
-            f"{seconds:.1f} s, {bits / (t_end - t_start):.3f} bits/label")
+def block_line(job: Job, k: int, total: int | None, unit: dict) -> str:
+    """The progress line of a finished unit (a prequential block: its record, as the chapter's on_block gives it)."""
+    t_start, t_end = unit["t_start"], unit["t_end"]
+    return (f"[{job.name}] block {k}/{total or '?'} t={t_start}..{t_end}: {unit['epochs_run']} epochs (best "
+            f"{unit['best_epoch']}), {unit['seconds']:.1f} s, {unit['bits_calibrated'] / (t_end - t_start):.3f} "
+            "bits/label")
 
 
-class BlockWatcher:
-    """Prints one line per finished prequential block: polls the job's checkpoint file while it runs (the code has
-    no per-block hook), then :meth:`finish` prints the blocks it missed from the stored result."""
-
-    def __init__(self, job: Job, out: Path, period: float = 0.5):
-        self.job, self.out, self.path, self.period = job, out, job.checkpoint_file(out), period
-        self.seen: set[int] = set()
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        if self.path is not None:
-            self.seen = blocks_done(job, out)  # a resumed run: those blocks were shown by the run that did them
-            self.thread.start()
-
-    def _show(self, total: int | None, t_start: int, *values) -> None:
-        if t_start not in self.seen:
-            self.seen.add(t_start)
-            _say(block_line(self.job, len(self.seen), total, t_start, *values))
-
-    def _loop(self) -> None:
-        stamp = None
-        while not self.stop_event.wait(self.period):
-            try:
-                st = self.path.stat()
-                if (st.st_size, st.st_mtime_ns) == stamp:
-                    continue
-                stamp = (st.st_size, st.st_mtime_ns)
-                state = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                continue
-            for u in sorted(state.get("units", []), key=lambda u: u["t_start"]):
-                self._show(state.get("total"), u["t_start"], u["t_end"], u["epochs_run"], u["best_epoch"],
-                           u["seconds"], u["bits_calibrated"])
-
-    def finish(self) -> None:
-        """Stop polling; print the blocks not shown yet from the stored result (the checkpoint is gone by then)."""
-        self.stop_event.set()
-        if not self.thread.is_alive():
-            return
-        self.thread.join()
-        path = self.job.result_file(self.out)
-        if path.is_file():
-            c = results.load_file(path).curves
-            for row in zip(c["t_start"], c["t_end"], c["epochs_run"], c["best_epoch"], c["block_seconds"], c["bits"]):
-                self._show(len(c["t_start"]), *row)
+def units_kept(job: Job, out: Path) -> int:
+    """Finished units in the job's checkpoint in ``out`` (0 without one)."""
+    path = job.checkpoint_file(out)
+    try:
+        return len(checkpoint.read_state(path).get("units", [])) if path is not None and path.is_file() else 0
+    except (OSError, ValueError):
+        return 0
 
 
 def state_file(out: Path, job: Job, suffix: str) -> Path:
@@ -427,16 +283,13 @@ def failure(e: BaseException, where: str = "") -> dict:
 
 
 def run_watched(job: Job, out: str | Path, device: str = "auto", root: str | None = None, where: str = "") -> dict:
-    """:func:`execute` with one progress line per prequential block; an error becomes a failed row (traceback on
-    stderr). The target of worker processes and of Slurm tasks."""
-    watcher = BlockWatcher(job, Path(out))
+    """:func:`execute` (one progress line per finished unit); an error becomes a failed row (traceback on stderr).
+    The target of worker processes and of Slurm tasks."""
     try:
         return execute(job, out, device, root)
     except Exception as e:
         traceback.print_exc()
         return failure(e, where)
-    finally:
-        watcher.finish()
 
 
 def worker(job: Job, out: str, device: str, root: str | None, threads: int | None) -> None:
@@ -499,8 +352,9 @@ class LocalRunner:
         if given is not None or key in self.probed or self.opts.partial:
             return given if given is not None else self.probed.get(key)
         with torch_threads(self.opts.threads):
-            self.probed[key] = probe_throughput(job.model, job.dataset, job.scale, self.opts.device,
-                                                self.opts.data_root, self.opts.probe_seconds)
+            self.probed[key] = probe_throughput(job, self.opts.device, self.opts.data_root, self.opts.probe_seconds)
+        if self.probed[key] is None:
+            return None
         _say(f"[probe] {key}: {self.probed[key]:,.0f} samples/s on {resolve_device(self.opts.device)}")
         return self.probed[key]
 
@@ -537,7 +391,7 @@ class LocalRunner:
 
     def _warm_data(self, pending: Sequence[Job]) -> None:
         """Load each dataset once here (checks it is there; decodes a CIFAR-10 pack into the cache once)."""
-        for ds in dict.fromkeys(j.dataset for j in pending if j.chapter not in IN_PROCESS):
+        for ds in dict.fromkeys(j.dataset for j in pending if codes.trains(j.chapter)):
             for split in data.SPLITS:
                 data.load(ds, split, root=self.opts.data_root, n=1)
 
@@ -550,7 +404,7 @@ class LocalRunner:
                 waiting.append(job)
             elif missing := [d.name for d in deps if not is_stored(d, self.opts.out)]:
                 self.rows[job] = {"status": f"skipped: needs {', '.join(missing)}"}
-            elif job.chapter in IN_PROCESS:
+            elif not codes.trains(job.chapter):
                 self.rows[job] = self._in_process(job)
             elif len(self.running) >= self.opts.workers:
                 waiting.append(job)
@@ -612,7 +466,7 @@ class LocalRunner:
             if status.is_file():
                 self.rows[job] = json.loads(status.read_text())
                 continue
-            kept = len(blocks_done(job, self.opts.out))
+            kept = units_kept(job, self.opts.out)
             self.rows[job] = {"status": f"stopped: deadline ({kept} blocks kept in its checkpoint)",
                               "seconds": time.perf_counter() - t0}
             _say(f"[stopped: deadline] {job.name}: {kept} blocks kept")
@@ -642,7 +496,7 @@ def run_slurm(jobs: Sequence[Job], opts: RunOptions, slurm: SlurmOptions) -> lis
         raise JobError("--executor slurm needs submitit; install it with pip install -e '.[slurm]'") from None
     runner = LocalRunner(jobs, dataclasses.replace(opts, budget=None))
     pending = [j for j in jobs if not runner.check_stored(j)]
-    remote = [j for j in pending if j.chapter not in IN_PROCESS]
+    remote = [j for j in pending if codes.trains(j.chapter)]
     executor = submitit.AutoExecutor(folder=Path(opts.out) / STATE_DIR / "submitit", cluster=slurm.cluster)
     executor.update_parameters(name="mdl_utils.jobs", timeout_min=slurm.time, gpus_per_node=slurm.gpus,
                                cpus_per_task=slurm.cpus, slurm_partition=slurm.partition)
@@ -656,7 +510,7 @@ def run_slurm(jobs: Sequence[Job], opts: RunOptions, slurm: SlurmOptions) -> lis
         except Exception as e:  # the task was killed (time limit, node failure): submitit says so, with its log
             runner.rows[job] = failure(e, f"logs in {executor.folder}")
         _say(f"[{runner.rows[job]['status'].split(':')[0]}] {job.name}")
-    runner.dispatch([j for j in pending if j.chapter in IN_PROCESS])
+    runner.dispatch([j for j in pending if not codes.trains(j.chapter)])
     return [{"job": j.name, **runner.rows[j]} for j in jobs]
 
 
@@ -675,16 +529,22 @@ def plan_rows(jobs: Sequence[Job], root: str | None = None, out: Path | None = N
     for job in jobs:
         work = planned_work(job, root)
         left = planned_work(job, root, out) if out is not None else work
-        n, shape, k = split_info(job.dataset, root)
+        info = data.info(job.dataset, root)
         arch = architecture(job)
-        flops, params = forward_flops(arch, shape, k) if arch else (None, None)
+        flops, params = forward_flops(arch, info.shape, info.K) if arch else (None, None)
         rate = (rates or {}).get(job.model, (rates or {}).get("*"))
-        rows.append({"job": job.name, "blocks": len(prequential_recipe(job, root).timesteps) - 1
-                     if job.chapter == "prequential" else None, "work": work, "left": left,
+        rows.append({"job": job.name, "blocks": codes.blocks(job.chapter, job.dataset, job.model, job.scale,
+                                                             **job.option(data_root=root)),
+                     "work": work, "left": left,
                      "stored": out is not None and is_stored(job, out), "parameters": params, "flops": flops,
                      "train_flops": TRAIN_FLOPS_PER_FORWARD * flops * work if flops and work else None,
                      "seconds": left / rate if rate and left is not None else None})
     return rows
+
+
+def plans(scales_: Sequence[str] = ("cpu", "paper")) -> dict[str, list[dict]]:
+    """The plan rows (:func:`plan_rows`) of every core job at each of ``scales_`` (the summary's notes)."""
+    return {s: plan_rows(make_jobs(s)) for s in scales_}
 
 
 def plan_table(rows: Sequence[dict]) -> str:
@@ -715,8 +575,9 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--scale", default="paper", choices=scales.SCALES)
         p.add_argument("--datasets", nargs="+", default=list(DATASETS), metavar="NAME")
-        p.add_argument("--chapters", nargs="+", default=list(CORE_CHAPTERS), choices=[c.name for c in codes.CHAPTERS],
-                       metavar="CHAPTER", help=f"default: {' '.join(CORE_CHAPTERS)}")
+        p.add_argument("--chapters", nargs="+", default=list(codes.core_chapters()),
+                       choices=[c.name for c in codes.CHAPTERS], metavar="CHAPTER",
+                       help=f"default: {' '.join(codes.core_chapters())}")
         p.add_argument("--only", nargs="+", default=[], metavar="PATTERN",
                        help="DATASET[/CHAPTER[/MODEL]] filters with wildcards, e.g. mnist/prequential cifar10")
         p.add_argument("--seeds", nargs="+", type=int, default=[0])

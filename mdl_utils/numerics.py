@@ -22,6 +22,7 @@ file header (``--threads``). GPUs are another matter: CUDA kernels differ per GP
 so a result or a file made on a GPU is reproducible only on the same kind of GPU with the same software
 (:func:`environment` says which; docs/NUMERICS.md).
 
+On CUDA, cuBLAS is deterministic only with a fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, set here too).
 These variables are read when torch first computes (ATen's first dispatch, MKL's first call), not when torch
 is imported: :func:`configure` sets them when ``mdl_utils`` is imported, so every entry point (the CLIs, the
 chapter kernels, job workers, coder worker processes, the test session) gets them before torch computes.
@@ -45,6 +46,7 @@ MODES = ("portable", "native")
 # The variables portable numerics sets (read by ATen, MKL and oneDNN at their first use, not at import).
 PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 PORTABLE_CAPABILITY = "AVX2"
+CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS is deterministic only with a fixed workspace, set before its first product
 PORTABLE_CBWR = "COMPATIBLE"
 # The version of the numbers: bump it when a change alters any code's bits for the same settings (training loop,
 # models, recipes, coder). It enters checkpoint fingerprints, results' provenance and labels-file headers, and
@@ -74,6 +76,7 @@ def configure(mode: str | None = None) -> None:
     if mode not in MODES:
         raise NumericsError(f"unknown numerics mode {mode!r}; choose portable or native")
     os.environ[ENV] = mode
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     for key, value in PORTABLE_ENV.items():
         if mode == "portable":
             os.environ[key] = value

@@ -167,7 +167,7 @@ def checked_values(params: dict[str, Any]) -> dict[str, Any]:
 
 def absolute_dataset(name: str) -> str:
     """A known dataset name, a folder:<path> with an existing absolute path."""
-    if not (name in ("mnist", "cifar10", "synthetic") or name.startswith("folder:")):
+    if not data.is_name(name):
         raise RunError(f"-p datasets: unknown dataset {name!r}; choose {', '.join(data.NAMES)}")
     if not name.startswith("folder:"):
         return name

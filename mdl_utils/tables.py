@@ -18,12 +18,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import codes, numerics
+from . import codes, data, numerics
+from .formats import bits, kbits, markdown, percent, ratio  # noqa: F401  (the notebooks' tables.kbits, ...)
 from .results import CodeResult, results_root, stored
 from .scales import SCALE_WORDS
 
 DATASETS = ("mnist", "cifar10")
-DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10", "synthetic": "synthetic"}
 BOOK_SCALES = ("paper", "cpu")  # preferred first; smoke runs never enter the book's tables
 NOT_COMPUTED = "not computed yet"
 
@@ -31,28 +31,6 @@ Column = tuple  # (header, function of a CodeResult) or (header, function, "fold
 
 
 # ------------------------------------------------------------------ formats
-
-
-def kbits(bits: float | None, digits: int = 1) -> str:
-    """Bits as kbits (1 kbit = 1000 bits) with thousands separators: 199315.7 -> '199.3'."""
-    return "" if bits is None or math.isnan(bits) else f"{bits / 1000:,.{digits}f}"
-
-
-def bits(value: float | None, digits: int = 1) -> str:
-    """Bits with thousands separators: 199315.68 -> '199,315.7'; '' for a missing value."""
-    return "" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
-
-
-def percent(p: float | None, digits: int = 1) -> str:
-    """A fraction as a percentage: 0.9821 -> '98.2%'; '' for a missing value."""
-    return "" if p is None or math.isnan(p) else f"{100 * p:.{digits}f}%"
-
-
-def ratio(r: float | None) -> str:
-    """A compression ratio: three significant digits below 10, whole numbers above."""
-    if r is None or math.isnan(r):
-        return ""
-    return f"{r:.3g}" if r < 10 else f"{r:,.0f}"
 
 
 def codelength_kbits(r: CodeResult, everything: Sequence[CodeResult] = ()) -> str:
@@ -78,9 +56,7 @@ def label(dataset: str) -> str:
     """A dataset's name for readers: MNIST, CIFAR-10, an image folder's own name, '(random labels)'."""
     if dataset.endswith("_random"):
         return f"{label(dataset.removesuffix('_random'))} (random labels)"
-    if dataset.startswith("folder:"):
-        return Path(dataset.split(":", 1)[1].rstrip("/")).name or dataset
-    return DATASET_LABELS.get(dataset, dataset)
+    return data.label(dataset)
 
 
 def scale_words(scale: str) -> str:
@@ -89,16 +65,6 @@ def scale_words(scale: str) -> str:
 
 
 # ------------------------------------------------------------------ rendering
-
-
-def markdown(header: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> str:
-    """A GitHub/MyST Markdown table, with its caption above it."""
-    def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(cell, r)) + " |" for r in rows]
-    return (f"{caption}\n\n" if caption else "") + "\n".join(lines)
 
 
 def display_markdown(text: str) -> None:
@@ -365,12 +331,10 @@ def gap_table(root: Path | None = None, codes_: Sequence[str] | None = None) -> 
                                   f"{SCALE_WORDS['paper']}."))
 
 
-def gap_notes(root: Path | None = None) -> list[str]:
+def gap_notes(root: Path | None = None, plans: Mapping[str, Sequence[Mapping]] | None = None) -> list[str]:
     """Summary: the rest of what differs from the paper, as sentences computed from the store and the settings:
     the data of each dataset, the hardware and time of our runs, the largest gap, and the work the paper scale
-    plans (the job runner's plan, python -m mdl_utils.jobs plan) against the cpu scale's."""
-    from . import jobs
-
+    plans against the cpu scale's (``plans``: the job runner's plan rows per scale, jobs.plans)."""
     best = {k: r for k, r in best_results(root).items() if r is not None}
     sources = {label(r.dataset): r.provenance.get("data_source") for r in best.values()}
     notes = ["Data: " + "; ".join(f"{ds} from {src}" for ds, src in sources.items() if src) + "."] if sources else []
@@ -387,10 +351,9 @@ def gap_notes(root: Path | None = None) -> list[str]:
             notes.append(f"The largest gap to a codelength the paper reports: {_label_of(c)} on {label(ds)}, "
                          f"{kbits(r.codelength_bits, 1)} kbits against {paper_values(c, ds)[0]['kbits']:,} "
                          f"({f:.1f} times longer).")
-    plan = {s: jobs.plan_rows(jobs.make_jobs(s)) for s in ("cpu", "paper")}
-    work = {s: sum(x["work"] or 0 for x in rows) for s, rows in plan.items()}
-    flops = {s: sum(x["train_flops"] or 0 for x in rows) for s, rows in plan.items()}
-    if work["cpu"] and flops["cpu"]:
+    work = {s: sum(x["work"] or 0 for x in rows) for s, rows in (plans or {}).items()}
+    flops = {s: sum(x["train_flops"] or 0 for x in rows) for s, rows in (plans or {}).items()}
+    if work.get("cpu") and flops.get("cpu") and "paper" in work:
         notes.append(f"Work: the paper scale plans {work['paper'] / 1e6:,.0f} million samples × epochs of training "
                      f"({flops['paper'] / 1e15:,.1f} PFLOP), {work['paper'] / work['cpu']:,.0f} times the cpu "
                      f"scale's plan in samples × epochs and {flops['paper'] / flops['cpu']:,.0f} times in FLOPs.")

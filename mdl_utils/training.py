@@ -10,14 +10,10 @@ import contextlib
 import copy
 import dataclasses
 import math
-import os
 import time
 from typing import Callable
 
-# cuBLAS is deterministic only with a fixed workspace; it must be set before the first CUDA matrix product.
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-import torch  # noqa: E402
+import torch
 from torch import nn
 from tqdm import tqdm
 
@@ -54,7 +50,7 @@ def make_deterministic(tf32: bool = False, device: str | torch.device = "cpu") -
 
     On CUDA strictly: an operation without a deterministic kernel raises instead of warning (the models avoid
     them: global average pooling is a mean, see models.GlobalAvgPool), cuDNN deterministic and not benchmarking,
-    cuBLAS with a fixed workspace (CUBLAS_WORKSPACE_CONFIG, set on import). ``tf32``: TensorFloat-32 matrix
+    cuBLAS with a fixed workspace (CUBLAS_WORKSPACE_CONFIG, set by numerics.configure). ``tf32``: TensorFloat-32 matrix
     products and convolutions on CUDA (deterministic too, but other numbers than float32; off unless a recipe
     asks for it, and then recorded: :func:`precision`). On the CPU, torch's kernels are deterministic for a fixed
     thread count; a missing deterministic kernel only warns there. Training on the CPU raises

@@ -84,12 +84,11 @@ def test_run_gives_each_result_bit_for_bit_as_compute_does(smoke_run, results_tm
         assert stored.codelength_bits == direct.codelength_bits and stored.seed == seed
         assert np.array_equal(np.load(results.array_path(job.result_file(out), "bits")),
                               direct.arrays["bits"].astype(np.float32))
-    with jobs.results_store(out):
-        for seed in SEEDS:
-            for _, model in switch.runs(DATASET, "smoke"):
-                job = jobs.Job("switch", DATASET, model, seed, "smoke")
-                expected = switch.compute(DATASET, model, "smoke", seed=seed).codelength_bits
-                assert results.load_file(job.result_file(out)).codelength_bits == expected
+    for seed in SEEDS:
+        for _, model in switch.runs(DATASET, "smoke"):
+            job = jobs.Job("switch", DATASET, model, seed, "smoke")
+            expected = switch.compute(DATASET, model, "smoke", seed=seed, root=out).codelength_bits
+            assert results.load_file(job.result_file(out)).codelength_bits == expected
     assert not list((out / "prequential" / ".partial").glob("*.json"))  # finished runs leave no checkpoint
 
 
@@ -121,8 +120,8 @@ def test_deadline_stops_a_running_job_which_keeps_its_checkpoint(tmp_path, capfd
     assert jobs.main(args) == 0
     printed = capfd.readouterr().out  # the worker's block lines go to the inherited file descriptor
     assert "stopped: deadline" in printed and not job.result_file(out).exists()
-    kept = jobs.blocks_done(job, out)
-    assert kept and "block 1/13" in printed
+    kept = prequential.blocks_done("synthetic", "mlp", "cpu", root=out)
+    assert kept and "block 1/13" in printed and jobs.units_kept(job, out) == len(kept)
     assert jobs.planned_work(job, out=out) == jobs.planned_work(job) - 20 * sum(kept)
 
 
@@ -135,12 +134,14 @@ def test_a_dry_run_states_its_cap_and_never_counts_as_the_real_result(tmp_path):
     assert jobs.is_stored(capped, tmp_path) and not jobs.is_stored(jobs.Job("prequential", "synthetic", "mlp"),
                                                                    tmp_path)
     assert not (tmp_path / "prequential" / ".partial").exists()
-    with pytest.raises(ValueError, match="prequential chapter only"):
+    with pytest.raises(ValueError, match="implemented for prequential only, not for two_part"):
         jobs.make_jobs("paper", chapter_names=("prequential", "two_part"), cap_samples=10)
 
 
 def test_probe_measures_a_positive_throughput():
-    assert jobs.probe_throughput("mlp", "synthetic", "smoke", "cpu", min_seconds=0.0) > 0
+    assert jobs.probe_throughput(jobs.Job("prequential", "synthetic", "mlp", scale="smoke"), "cpu",
+                                 min_seconds=0.0) > 0
+    assert jobs.probe_throughput(jobs.Job("two_part", "synthetic", "mlp", scale="smoke"), "cpu") is None
 
 
 def test_errors_are_one_line_and_name_the_fix(capsys):

@@ -80,11 +80,14 @@ def test_models_are_picked_by_input_shape_code_names_included(tmp_path, monkeypa
     entries are code names: "uniform" has no network, "prequential_mlp" the mlp, a mixture several)."""
     monkeypatch.setenv("MDL_CACHE", str(tmp_path / "cache"))
     make_folder(tmp_path / "tiny_rgb", {"train": {"a": 2, "b": 2}})  # 8 x 6 colour images: no lenet
-    table = {"cifar10": ("uniform", "prequential_mlp", "prequential_lenet", "switch-mlp-lenet-uniform", "mlp_warm"),
-             "mnist": ("lenet",)}
-    assert chapters.models_for(f"folder:{tmp_path / 'tiny_rgb'}", table) == ("uniform", "prequential_mlp", "mlp_warm")
-    assert [chapters.architecture(m) for m in ("two_part_vgg_mnist", "self_switch_small_cnn", "uniform")] == \
-        ["vgg_mnist", "small_cnn", None]
+    table = {"cifar10": ("uniform", "prequential_mlp", "prequential_lenet", "switch-mlp-lenet-uniform",
+                         "prequential_mlp_warm"), "mnist": ("lenet",)}
+    assert codes.models_for("bytes", f"folder:{tmp_path / 'tiny_rgb'}", table, "cpu") == \
+        ("uniform", "prequential_mlp", "prequential_mlp_warm")
+    assert [codes.networks("bytes", m, "mnist", "cpu") for m in ("two_part_vgg_mnist", "self_switch_small_cnn",
+                                                                  "uniform", "prequential_cnn4_warm")] == \
+        [["vgg_mnist"], ["small_cnn"], [], ["cnn4"]]  # from the recipes: cnn4_warm trains a cnn4
+    assert codes.networks("switch", "switch-mlp_warm-small_cnn-uniform", "mnist", "cpu") == ["mlp", "small_cnn"]
 
 
 def test_a_scale_larger_than_the_folder_uses_the_whole_split_and_says_so(store, every_chapter):

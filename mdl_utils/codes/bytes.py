@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import coder, data, numerics, scales
+from .. import coder, codes, data, numerics, scales
 from ..bits import per_sample_bits, total, uniform_bits
 from ..checkpoint import digest
 from ..coder import CodingError
@@ -805,6 +805,17 @@ def split_name(model: str) -> tuple[str, str | None]:
             return code, (model[len(code) + 1:] or None)
     raise ValueError(f"unknown code in {model!r}; write uniform, prequential_<model>, two_part_<model>, "
                      "self_switch_<model> or switch-<model>-...-uniform")
+
+
+def networks(model: str, dataset: str, scale: str) -> list[str]:
+    """The architectures a file code trains (the registry's hook): a two-part code's network, the prequential
+    runs' recipes of the other codes, none for the uniform code."""
+    code, network = split_name(model)
+    if code == "uniform" or not network:
+        return []
+    if code == "two_part":
+        return [network]
+    return [n for m in switch_models(network) for n in codes.networks("prequential", m, dataset, scale)]
 
 
 def result_model(code) -> str:

@@ -124,6 +124,11 @@ def code_of(model: str) -> str:
     return "two_part" if model.endswith(MEMORIZE_SUFFIX) else "variational"
 
 
+def networks(model: str, dataset: str, scale: str) -> list[str]:
+    """The architecture a run trains (the registry's hook): the model, with or without the memorization suffix."""
+    return [model.removesuffix(MEMORIZE_SUFFIX)]
+
+
 def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
     """Per architecture m: the variational code of the true and of random labels, and memorization."""
     rnd = dataset + RANDOM_SUFFIX

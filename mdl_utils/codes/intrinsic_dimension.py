@@ -208,6 +208,13 @@ SCALES = {
 settings = scales.settings_of(Settings, SCALES)
 
 
+def planned_work(dataset: str, model: str, scale: str, *, data_root=None) -> int:
+    """Samples x epochs this run trains at most, over the subspace dimensions (the job runner's hook)."""
+    s = settings(scale)
+    n = data.train_size(dataset, s.n_train, data_root)
+    return n * s.epochs * len(s.dims)
+
+
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
             data_root: str | None = None) -> CodeResult:
     """The random-subspace code of ``model`` on ``dataset``'s training labels at ``scale`` (trained on the CPU:

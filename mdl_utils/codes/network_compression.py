@@ -243,6 +243,14 @@ SCALES = {
 settings = scales.settings_of(Settings, SCALES)
 
 
+def planned_work(dataset: str, model: str, scale: str, *, data_root=None) -> int:
+    """Samples x epochs this run trains at most: the network, then the fine-tuning at each sparsity (the job
+    runner's hook)."""
+    s = settings(scale)
+    n = data.train_size(dataset, s.n_train, data_root)
+    return n * (s.epochs + len(s.sparsities) * s.finetune_epochs)
+
+
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
             data_root: str | None = None) -> CodeResult:
     """The network-compression code of ``model`` on ``dataset``'s training labels at ``scale``: the pruned,

@@ -221,30 +221,131 @@ SCALES = {
 settings = scales.settings_of(Settings, SCALES)
 
 
+def networks(model: str, dataset: str, scale: str) -> list[str]:
+    """The architecture run ``model`` trains: its recipe's (the registry's hook; never guessed from the name)."""
+    return [settings(scale).recipe(dataset, model, 2).model]
+
+
 def ablation_runs(dataset: str, scale: str) -> list[tuple[str, str]]:
     """The runs of the chapter's ablation table on ``dataset`` at ``scale`` (stored like any other run)."""
     return [(dataset, m) for m in settings(scale).ablations.get(dataset, ())]
 
 
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
-            data_root: str | None = None, progress: bool = True) -> CodeResult:
+            data_root: str | None = None, progress: bool = True, on_block: Callable | None = None,
+            root: str | Path | None = None) -> CodeResult:
     """The prequential code of run ``model`` on ``dataset`` at ``scale``; per-sample bits in
-    ``result.arrays["bits"]``.
+    ``result.arrays["bits"]``. ``on_block(unit, done, total)`` after each finished block (its record, blocks done
+    so far, blocks in all); ``root``: the results store whose checkpoint folder it uses (default results_root()).
 
     Resumable: an interrupted run restarts after its last finished block (same settings and data only; a warm
     chain from the model state saved beside the checkpoint).
     """
     s = settings(scale)
     train, test = data.splits(dataset, s, seed=seed, root=data_root)
-    ckpt = result_path(CHAPTER, dataset, model, scale, seed=seed)
-    ckpt = ckpt.parent / ".partial" / ckpt.name
+    ckpt = checkpoint_path(dataset, model, scale, seed, root)
     with torch_threads(s.num_threads):
         result = prequential_code(train, test, s.recipe(dataset, model, train.n, seed), scale=scale, device=device,
-                                  progress=progress, checkpoint_path=ckpt, name=model)
+                                  progress=progress, checkpoint_path=ckpt, name=model, on_block=on_block)
     ckpt.unlink(missing_ok=True)
     for state in chain_state_files(ckpt):
         state.unlink(missing_ok=True)
     return result
+
+
+# ------------------------------------------------------------ the job runner's hooks (mdl_utils.codes)
+
+# Table 2's networks, largest first: the job runner starts their runs first.
+MODEL_PRIORITY = ("vgg_mnist", "vgg_cifar_bn", "vgg_cifar", "tinycnn", "shallow", "mlp")
+
+
+def checkpoint_path(dataset: str, model: str, scale: str, seed: int = 0, root: str | Path | None = None) -> Path:
+    """Where a run keeps its finished blocks while it runs: ``<store>/prequential/.partial/<its result's name>``."""
+    path = result_path(CHAPTER, dataset, model, scale, root, seed=seed)
+    return path.parent / ".partial" / path.name
+
+
+def priority(model: str) -> int:
+    return MODEL_PRIORITY.index(model) if model in MODEL_PRIORITY else len(MODEL_PRIORITY)
+
+
+def capped_settings(scale: str, caps: dict | None = None) -> Settings:
+    """The settings at ``scale``; a dry run's ``caps`` ("samples": first n, "epochs": at most e per block)."""
+    s = settings(scale)
+    n = (caps or {}).get("samples")
+    return s if n is None else dataclasses.replace(s, n_train=min(n, s.n_train or n), n_test=min(n, s.n_test or n))
+
+
+def run_recipe(dataset: str, model: str, scale: str, seed: int = 0, data_root=None, caps: dict | None = None
+               ) -> Recipe:
+    """The Recipe a run trains (timesteps over all the samples it loads; a dry run's caps applied)."""
+    s = capped_settings(scale, caps)
+    recipe = s.recipe(dataset, model, data.train_size(dataset, s.n_train, data_root), seed)
+    epochs = (caps or {}).get("epochs")
+    return recipe if epochs is None else dataclasses.replace(recipe, epochs=epochs)
+
+
+def block_work(recipe: Recipe, t_s: int) -> int:
+    """Samples x epochs of one block at most: t_s x max epochs, or the recipe's step cap in samples."""
+    caps = [t_s * recipe.epochs] if recipe.epochs else []
+    if recipe.max_steps:
+        caps.append(recipe.max_steps * recipe.batch_size)
+    if not caps:
+        raise ValueError(f"recipe {recipe.model!r} caps neither epochs nor steps: its planned work is unbounded")
+    return min(caps)
+
+
+def blocks_done(dataset: str, model: str, scale: str, seed: int = 0, root=None) -> set[int]:
+    """t_s of the blocks in a run's checkpoint (not checked against its fingerprint: a plan, not a proof)."""
+    path = checkpoint_path(dataset, model, scale, seed, root)
+    try:
+        return {int(u["t_start"]) for u in checkpoint.read_state(path).get("units", [])} if path.is_file() else set()
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def planned_work(dataset: str, model: str, scale: str, *, seed: int = 0, root=None, data_root=None,
+                 caps: dict | None = None) -> int:
+    """Samples x max epochs summed over the blocks (without those in the checkpoint of the store ``root``)."""
+    recipe = run_recipe(dataset, model, scale, seed, data_root, caps)
+    done = blocks_done(dataset, model, scale, seed, root) if root is not None and not caps else set()
+    return sum(block_work(recipe, t) for t in recipe.timesteps[:-1] if t not in done)
+
+
+def blocks(dataset: str, model: str, scale: str, *, data_root=None, caps: dict | None = None) -> int:
+    return len(run_recipe(dataset, model, scale, data_root=data_root, caps=caps).timesteps) - 1
+
+
+def compute_capped(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto", data_root=None,
+                   caps: dict) -> CodeResult:
+    """A dry run: the code of a recipe capped by ``caps`` (no checkpoint), the caps stated in the result."""
+    s = capped_settings(scale, caps)
+    train = data.load(dataset, "train", root=data_root, n=data.train_size(dataset, s.n_train, data_root), seed=seed)
+    test = data.load(dataset, "test", root=data_root, seed=seed)
+    test = test.head(min(s.n_test, test.n))
+    with torch_threads(s.num_threads):
+        result = prequential_code(train, test, run_recipe(dataset, model, scale, seed, data_root, caps), scale=scale,
+                                  device=device, progress=False, checkpoint_path=None, name=model)
+    result.params["override"] = {"cap_samples": caps.get("samples"), "cap_epochs": caps.get("epochs")}
+    result.note = (f"DRY RUN, not the {scale} result: first {train.n} samples, at most {result.params['epochs']} "
+                   "epochs per block (mdl_utils.jobs cap); " + result.note)
+    return result
+
+
+def probe(model: str, dataset: str, scale: str, device: str = "auto", data_root=None, min_seconds: float = 1.0,
+          max_samples: int = 16384) -> float:
+    """Planned-work samples per second of ``model``: one block (training on t_s random inputs for two epochs,
+    validation, per-epoch encoding and calibration, as at ``scale``), t_s growing x4 from 256 until the block takes
+    ``min_seconds`` or t_s reaches ``max_samples``. Small blocks make it a pessimistic number."""
+    info = data.info(dataset, data_root)
+    recipe = dataclasses.replace(settings(scale).recipe(dataset, model, 2), epochs=2, patience=2)
+    n = 256
+    while True:
+        block = encode_block(data.random_dataset(2 * n, info.shape, info.K), None, n, 2 * n, recipe,
+                             resolve_device(device))
+        if block["seconds"] >= min_seconds or n >= max_samples:
+            return n * recipe.epochs / block["seconds"]
+        n *= 4
 
 
 # ------------------------------------------------------------ Algorithm 2
@@ -508,7 +609,7 @@ def encode_block(train: data.Dataset, test: data.Dataset | None, t_s: int, t_nex
 
 def prequential_code(train: data.Dataset, test: data.Dataset | None, recipe: Recipe, *, scale: str,
                      device: str = "auto", progress: bool = True, checkpoint_path=None,
-                     name: str | None = None) -> CodeResult:
+                     name: str | None = None, on_block: Callable | None = None) -> CodeResult:
     """Run Algorithm 2 (cold or warm recipe) on ``train`` (in its transmission order) as run ``name`` (default:
     the architecture); the result holds the per-sample bits.
 
@@ -516,7 +617,8 @@ def prequential_code(train: data.Dataset, test: data.Dataset | None, recipe: Rec
     -log2 p_{theta_hat(t_s)}(y_i | x_i) of its block's model (calibrated when ``recipe.calibrate``).
     Curves hold one entry per encoded block. A checkpoint file (JSON) is updated after every block, and for a
     warm chain the model state after it (:func:`chain_state_files`); a rerun with the same recipe and data
-    resumes after the last finished block, bit for bit.
+    resumes after the last finished block, bit for bit. ``on_block(unit, done, total)``: after each block (its
+    record as :func:`encode_block` returns it, blocks finished so far, blocks in all).
     """
     device = resolve_device(device)
     recipe = dataclasses.replace(recipe, timesteps=tuple(check_timesteps(recipe.timesteps, train.n)))
@@ -535,6 +637,8 @@ def prequential_code(train: data.Dataset, test: data.Dataset | None, recipe: Rec
             ckpt.add(unit)
             for old in chain_state_files(ckpt.path, before=t_s):
                 old.unlink(missing_ok=True)
+            if on_block:
+                on_block(unit, sum(t in ckpt for t, _ in blocks), len(blocks))
     return _assemble(train, test, recipe, [ckpt[t] for t, _ in blocks], scale, device, sw, name)
 
 

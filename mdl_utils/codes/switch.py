@@ -27,16 +27,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .. import chapters, codes, results, scales
+from .. import codes, results, scales
 from ..bits import LN2, total, uniform_bits
 from ..results import CodeResult, ResultFileError, Stopwatch, provenance
 
 CHAPTER = "switch"
 MIXTURE = "switch"  # model name prefix of the mixture: "switch-<model>-...-uniform"
+TRAINS = False  # the job runner's hook: these codes read the prequential runs' stored per-sample bits
 
 
 def _check(unit_bits: np.ndarray) -> np.ndarray:
@@ -231,7 +233,18 @@ def prequential_models(dataset: str, scale: str) -> tuple[str, ...]:
     """The prequential runs to switch between: ``Settings.models``, else every run (cold and warm recipes) of the
     prequential chapter's models table at ``scale``."""
     table = settings(scale).models or codes.chapter("prequential").module.settings(scale).models
-    return chapters.models_for(dataset, table)
+    return codes.models_for("prequential", dataset, table, scale)
+
+
+def needs(dataset: str, model: str, scale: str) -> list[tuple[str, str, str]]:
+    """The prequential runs a switch or self-switch code reads (the job runner's hook)."""
+    names = [m for m in model.split("-")[1:] if m != "uniform"] if code_of(model) == "switch" else [model]
+    return [("prequential", dataset, m) for m in names]
+
+
+def networks(model: str, dataset: str, scale: str) -> list[str]:
+    """The architectures of the prequential runs a switch or self-switch code reads (the registry's hook)."""
+    return [n for _, _, m in needs(dataset, model, scale) for n in codes.networks("prequential", m, dataset, scale)]
 
 
 def records_epochs(dataset: str, model: str, scale: str) -> bool:
@@ -248,26 +261,28 @@ def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[
 
 
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
-            data_root: str | None = None) -> CodeResult:
+            data_root: str | None = None, root: str | Path | None = None) -> CodeResult:
     """``switch-<a>-<b>-uniform``: the switch mixture over those prequential runs and the uniform code (the best
     block and sample sequences in its parts); any other ``model``: the self-switch code of its prequential run.
-    Reads the prequential chapter's stored results and per-sample bits (``device``/``data_root`` are unused:
-    nothing is trained here); a missing run is an error that names the command computing it."""
+    Reads the prequential chapter's stored results and per-sample bits in the results store ``root`` (default
+    results_root(); ``device``/``data_root`` are unused: nothing is trained here); a missing run is an error that
+    names the command computing it."""
     if code_of(model) == "switch":
         names = [m for m in model.split("-")[1:] if m != "uniform"] or list(prequential_models(dataset, scale))
-        runs_ = [load_prequential(dataset, m, scale, seed) for m in names]
-        return mixture_result(runs_, [results.load_array("prequential", r, "bits") for r in runs_],
+        runs_ = [load_prequential(dataset, m, scale, seed, root) for m in names]
+        return mixture_result(runs_, [results.load_array("prequential", r, "bits", root) for r in runs_],
                               settings(scale), seed=seed)
-    return self_switch_result(load_prequential(dataset, model, scale, seed))
+    return self_switch_result(load_prequential(dataset, model, scale, seed, root))
 
 
-def load_prequential(dataset: str, model: str, scale: str, seed: int = 0) -> CodeResult:
+def load_prequential(dataset: str, model: str, scale: str, seed: int = 0, root: str | Path | None = None
+                     ) -> CodeResult:
     """The stored prequential run of ``model``. A missing one raises ResultFileError saying which chapter to run
     first, and how; an invalid one, the loader's ResultFileError naming the file and the field."""
     try:
-        return results.load("prequential", dataset, model, scale, seed=seed)
+        return results.load("prequential", dataset, model, scale, root, seed=seed)
     except results.MissingResultError:
-        command = chapters.rerun_command("prequential", scale, datasets=[dataset], models=[model],
+        command = codes.rerun_command("prequential", scale, datasets=[dataset], models=[model],
                                          **({"seed": seed} if seed else {}))
         raise ResultFileError(f"the switch code needs the prequential run of {model} on {dataset} at "
                               f"scale={scale}, which is not stored; run the prequential chapter first: "

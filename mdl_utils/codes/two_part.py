@@ -55,6 +55,13 @@ SCALES = {
 settings = scales.settings_of(Settings, SCALES)
 
 
+def planned_work(dataset: str, model: str, scale: str, *, data_root=None) -> int:
+    """Samples x epochs this run trains at most (the job runner's hook, mdl_utils.codes.planned_work)."""
+    s = settings(scale)
+    n = data.train_size(dataset, s.n_train, data_root)
+    return n * s.epochs
+
+
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
             data_root: str | None = None) -> CodeResult:
     """The float32 two-part code of ``model`` on ``dataset``'s training labels, with the settings of ``scale``:
