@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mdl_utils import coder
-from mdl_utils.codes import bytes as B
+from mdl_utils.codes import files as F
 from mdl_utils.formats import markdown
 
 
@@ -51,15 +51,18 @@ def coder_row(n: int, k: int) -> list:
     return [f"{n:,}", k, f"{n / encode_s:,.0f}", f"{n / decode_s:,.0f}", f"{32 * len(words) - bound:+.1f}"]
 
 
-class FixedSwitch(B.SwitchCode):
+class FixedSwitch(F.SwitchCode):
     """The switch code's loop over fixed strategy distributions (no training): (n, M, K) float64 probabilities."""
 
     def __init__(self, probs: np.ndarray):
         self.n, self.K, self.scale, self.settings = probs.shape[0], probs.shape[2], None, None
         self.probs, self.recipes = probs, [None] * (probs.shape[1] - 1)
 
-    def start(self, x, num_threads: int = 1, parallel: bool = False) -> None:
-        self.weights, self.strategy_bits = B.SwitchWeights(self.probs.shape[1]), []
+    def start(self, x, num_threads: int = 1, parallel: bool = False, device: str = "cpu") -> None:
+        self.weights, self.strategy_bits, self.checks = F.SwitchWeights(self.probs.shape[1]), [], 0
+
+    def checked(self, start: int) -> bool:
+        return False  # fixed distributions: nothing a decoder recomputes
 
     def close(self) -> None:
         pass
@@ -78,10 +81,10 @@ def mixture_row(n: int, m: int, k: int = 10) -> list:
     y = rng.integers(0, k, n)
     rc = coder.RangeCoder()
     t0 = time.perf_counter()
-    B._run(FixedSwitch(probs), None, rc, n, k, y, num_threads=1, parallel=False, progress=False, desc="")
+    F._run(FixedSwitch(probs), None, rc, n, k, y, num_threads=1, parallel=False, progress=False, desc="")
     encode_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    labels, _, _ = B._run(FixedSwitch(probs), None, coder.RangeCoder(rc.words()), n, k, None, num_threads=1,
+    labels, _, _ = F._run(FixedSwitch(probs), None, coder.RangeCoder(rc.words()), n, k, None, num_threads=1,
                           parallel=False, progress=False, desc="")
     decode_s = time.perf_counter() - t0
     assert np.array_equal(labels, y)

@@ -94,9 +94,18 @@ def describe(path: Path, labels: Mapping[str, str] | None = None) -> str:
     return f"block {len(state.get('units', []))} of {state.get('total') or '?'} of {name}"
 
 
+PARTIAL = ".partial"  # results/<chapter>/.partial/: the checkpoints of the runs in progress
+
+
+def path_for(result_file: str | Path) -> Path:
+    """The checkpoint of the run whose result will be ``result_file``: the same name under ``.partial/``."""
+    result_file = Path(result_file)
+    return result_file.parent / PARTIAL / result_file.name
+
+
 def pending(folder: str | Path, labels: Mapping[str, str]) -> list[str]:
     """:func:`describe` of the checkpoints in ``folder/.partial`` that belong to runs named in ``labels``."""
-    return [describe(p, labels) for p in sorted(Path(folder).glob(".partial/*.json")) if p.stem in labels]
+    return [describe(p, labels) for p in sorted(Path(folder).glob(f"{PARTIAL}/*.json")) if p.stem in labels]
 
 
 def interruption_message(folder: str | Path, since: float, labels: Mapping[str, str] | None = None) -> str:
@@ -104,12 +113,12 @@ def interruption_message(folder: str | Path, since: float, labels: Mapping[str, 
     results ``folder`` (``results/<chapter>``): the newest checkpoint written since then (``.partial/*.json``),
     else the results stored since then, else that nothing was stored."""
     folder = Path(folder)
-    fresh = [p for p in folder.glob(".partial/*.json") if p.stat().st_mtime >= since]
+    fresh = [p for p in folder.glob(f"{PARTIAL}/*.json") if p.stat().st_mtime >= since]
     if fresh:
         newest = max(fresh, key=lambda p: p.stat().st_mtime)
         return f"interrupted after {describe(newest, labels)}; rerun the same command to resume"
     stored = sorted((p for p in [*folder.glob("*.json"), *folder.glob("*/*.json")]
-                     if ".partial" not in p.parts and p.stat().st_mtime >= since), key=lambda p: p.stat().st_mtime)
+                     if PARTIAL not in p.parts and p.stat().st_mtime >= since), key=lambda p: p.stat().st_mtime)
     if stored:
         return (f"interrupted after storing {len(stored)} result(s), the last {stored[-1]}; rerun the same command "
                 f"to compute the chapter")

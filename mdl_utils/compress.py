@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from . import coder, data, numerics
-from .codes import bytes as bytes_code
+from .codes import files
 from .results import check_writable
 from .scales import SCALES, check_scale
 
@@ -28,7 +28,7 @@ INTERRUPTED = "interrupted; nothing was stored"
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m mdl_utils.compress", description=__doc__.split("\n\n")[1])
     ap.add_argument("output", help="the labels file to write, e.g. labels.mdl")
-    ap.add_argument("--code", required=True, choices=bytes_code.CODES)
+    ap.add_argument("--code", required=True, choices=files.CODES)
     ap.add_argument("--dataset", required=True, help="mnist, cifar10, synthetic or folder:<path>")
     ap.add_argument("--model", default=None, help="the model (a run of the prequential chapter) of the prequential, "
                                                   "two_part or self_switch code, e.g. mlp, mlp_warm; the switch "
@@ -69,6 +69,35 @@ def check_counts(seed: int, threads: int) -> None:
                          f"thread count 1 or more")
 
 
+FLOOR_NOTE = ("; the payload is shorter than the computed codelength because the coder gives every class at least "
+              "2^-24: a label the model deemed less likely than that costs at most 24 bits in the file")
+
+
+def _where_it_decodes(env: dict) -> str:
+    """Where a file written in ``env`` decodes (with the same versions and thread count)."""
+    return {"portable": "on any x86-64 CPU with AVX2", "native": "only on this kind of CPU, with native numerics",
+            "cuda": "only on this kind of GPU, with the same CUDA and cuDNN"}.get(env.get("numerics"), "?")
+
+
+def summary(enc: files.Encoded) -> str:
+    """One line per quantity, for the command line."""
+    n, d = enc.header.n, enc.description
+    return "\n".join([
+        f"code {enc.header.code} on {d['inputs'].get('path', d['inputs']['name'])} ({n:,} labels, "
+        f"K={d['inputs']['K']})",
+        f"computed codelength: {enc.codelength_bits:,.1f} bits ({enc.codelength_bits / n:.4f} bits/label)",
+        f"file: {len(enc.data):,} bytes = {enc.file_bits:,} bits ({enc.file_bits / n:.4f} bits/label): payload "
+        f"{enc.payload_bits:,}, model {enc.model_bits:,}, header {enc.header_bits:,} bits"
+        + ("" if enc.header.description else f" ({enc.header_bits + enc.description_bits:,} self-describing)"),
+        f"overhead: {enc.file_bits - enc.codelength_bits:+,.1f} bits (payload alone "
+        f"{enc.payload_bits + enc.model_bits - enc.codelength_bits:+,.1f}, of which per-block checks "
+        f"{enc.check_bits:,})" + (FLOOR_NOTE if enc.payload_bits + enc.model_bits < enc.codelength_bits else ""),
+        f"numerics: {numerics.describe(d['environment'])} (the file decodes "
+        f"{_where_it_decodes(d['environment'])})",
+        f"encode time: {enc.seconds:.2f} s ({d['environment']['num_threads']} torch thread(s))",
+    ])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -80,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         if Path(args.output).exists() and not args.force:
             raise ValueError(f"{args.output} exists; give another name, or --force to overwrite it")
         train, which = labels_to_send(args.dataset, args.n, args.seed, args.data_root)
-        code = bytes_code.code_for(args.code, train.name, train.n, train.K, args.model, args.scale, args.seed)
+        code = files.code_for(args.code, train.name, train.n, train.K, args.model, args.scale, args.seed)
         print(f"encoding {train.n:,} labels of {train.name} ({which}) with the {args.code} code at "
               f"scale={args.scale}")
-        enc = bytes_code.encode(train, code, num_threads=args.threads, describe=args.describe,
+        enc = files.encode(train, code, num_threads=args.threads, describe=args.describe,
                                 parallel=args.parallel, progress=not args.no_progress, device=args.device)
         coder.write(args.output, enc.data)
     except KeyboardInterrupt:
@@ -93,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     print(f"wrote {Path(args.output)}")
-    print(bytes_code.summary(enc))
+    print(summary(enc))
     return 0
 
 

@@ -13,36 +13,11 @@ classes; both splits are labelled by the train split's classes) and ``synthetic`
 the true codelength -log2 p(y|x) of every label is known).
 
 Where the files are: the ``root`` argument, else ``MDL_DATA``, else
-``~/.cache/mdl_utils/data`` (``MDL_CACHE`` moves the cache). MNIST and
-CIFAR-10 are downloaded by torchvision when missing and online. Decoded image
-folders are cached as ``.npz`` under the cache folder, never in the project,
-keyed by the class list and each file's path, size, mtime, ctime and inode.
-
-Data packs carry a whole dataset in one file, e.g. to a remote machine:
-``python -m mdl_utils.data pack DEST [--root ROOT] [--datasets mnist cifar10]``
-writes ``DEST/mnist.pack`` and ``DEST/cifar10.pack``. ``load`` reads
-``<root>/<name>.pack`` when the unpacked layout is absent, checks it once per
-process and gives the same arrays, bit for bit. A pack is a zip archive:
-
-- ``manifest.json``: ``format``, ``version``, ``dataset``, ``layout``,
-  ``classes``, ``source`` (what was packed), ``members`` (name -> bytes,
-  sha256) and ``checksum``, the SHA-256 of the manifest's sorted compact JSON
-  without that key, so it covers the whole content.
-- layout ``idx-gzip`` (MNIST): the four IDX files gzipped,
-  ``{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``.
-- layout ``image-folder`` (the CIFAR-10 JPEG copy): ``<split>.bin``, the image
-  files' bytes as on disk concatenated in load order, and ``<split>.json``,
-  ``{"classes": [...], "files": {class: [[file, bytes], ...]}}``. Decoded
-  arrays are cached as ``.npz`` keyed on the pack checksum (the first decode
-  of CIFAR-10's train split takes several seconds).
-- layout ``arrays`` (the official CIFAR-10 batches): ``<split>-images.npy``
-  (N, C, H, W uint8) and ``<split>-labels.npy`` (int64); about 176 MiB, so it
-  needs ``--max-mib`` above the default 60.
-
-Members are deflated (zip's own lossless compression) except those already
-compressed (``.gz``) or incompressible (``.npy``), which are stored. Deflating
-``<split>.bin`` does not touch the JPEG data; it shrinks the headers every
-file repeats, so the CIFAR-10 pack is about 18 MiB instead of 53.
+``~/.cache/mdl_utils/data`` (:mod:`mdl_utils.datafiles`). MNIST and CIFAR-10 are
+downloaded by torchvision when missing and online, or read from the data packs of
+:mod:`mdl_utils.packs` (``python -m mdl_utils.data pack DEST``); image folders
+are read by :mod:`mdl_utils.folders`. Adding a built-in dataset: a loader (and a
+packer) here and one entry of :data:`BUILT_IN`.
 """
 
 from __future__ import annotations
@@ -52,25 +27,23 @@ import contextlib
 import dataclasses
 import functools
 import gzip
-import hashlib
-import io
 import json
 import os
-import struct
 import sys
 import time
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-SPLITS = ("train", "test")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+from . import packs
+from .datafiles import DataUnavailableError, cache_dir, data_root, offline_error, standardize  # noqa: F401 (API)
+from .folders import list_image_folder, load_folder_split, load_image_folder
+from .packs import PACK_MAX_MIB, load_pack, parse_idx
 
-FOLDER_NORMALIZATION = (0.5, 0.25)  # any image folder: x/255 mapped to mean 0, unit-ish scale
+SPLITS = ("train", "test")
+
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -82,8 +55,6 @@ SYNTHETIC_WEIGHT_SCALE = 0.6
 SYNTHETIC_SIZES = {"train": 60000, "test": 10000}
 
 
-class DataUnavailableError(RuntimeError):
-    """The data are not on disk and could not be downloaded."""
 
 
 @dataclasses.dataclass
@@ -127,25 +98,10 @@ class Dataset:
 # ------------------------------------------------------------------ folders
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("MDL_CACHE") or Path.home() / ".cache" / "mdl_utils").expanduser()
 
 
-def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The data folder: ``root``, else ``MDL_DATA``, else ``<cache>/data``."""
-    if root is not None:
-        return Path(root).expanduser()
-    env = os.environ.get("MDL_DATA")
-    return Path(env).expanduser() if env else cache_dir() / "data"
 
 
-def _offline_error(what: str, where: Path, layout: str, why: object) -> DataUnavailableError:
-    why = " ".join(str(why).split())
-    return DataUnavailableError(
-        f"{what} is not under {where} and could not be downloaded ({why}). "
-        f"Set MDL_DATA to a folder holding {layout} (for example MDL_DATA=../shared/data), "
-        f"or run once online so torchvision downloads it."
-    )
 
 
 # ----------------------------------------------------------------- loaders
@@ -166,14 +122,14 @@ def _load_mnist(split: str, root: Path, download: bool):
         source = f"MNIST IDX files under {folder.resolve()}"
     except RuntimeError as missing:
         if (root / "mnist.pack").is_file():
-            return _load_pack("mnist", split, root / "mnist.pack")
+            return load_pack("mnist", split, root / "mnist.pack")
         layout = f"{MNIST_LAYOUT} or mnist.pack"
         if not download:
-            raise _offline_error("MNIST", folder, layout, f"download disabled; {missing}") from None
+            raise offline_error("MNIST", folder, layout, f"download disabled; {missing}") from None
         try:
             ds = MNIST(str(folder), train=train, download=True)
         except Exception as e:  # URLError, HTTPError, socket errors, checksum failures
-            raise _offline_error("MNIST", folder, layout, e) from None
+            raise offline_error("MNIST", folder, layout, e) from None
         source = f"MNIST downloaded by torchvision into {folder.resolve()}"
     images = ds.data.numpy()[:, None, :, :].copy()
     labels = ds.targets.numpy().astype(np.int64)
@@ -212,278 +168,60 @@ def _load_cifar10(split: str, root: Path, download: bool):
     if found is not None:
         return found
     if (folder / split).is_dir():
-        images, labels, classes, source = _load_image_folder(folder / split)
+        images, labels, classes, source = load_image_folder(folder / split)
         _check_cifar10_classes(folder / split, classes)
         return images, labels, classes, source + CIFAR10_JPEG_NOTE
     if (root / "cifar10.pack").is_file():
-        images, labels, classes, source = _load_pack("cifar10", split, root / "cifar10.pack")
+        images, labels, classes, source = load_pack("cifar10", split, root / "cifar10.pack")
         _check_cifar10_classes(root / "cifar10.pack", classes)
         return images, labels, classes, source
     layout = f"{CIFAR10_LAYOUT} or cifar10.pack"
     if not download:
-        raise _offline_error("CIFAR-10", folder, layout, "download disabled")
+        raise offline_error("CIFAR-10", folder, layout, "download disabled")
     try:
         ds = CIFAR10(str(folder), train=split == "train", download=True)
     except Exception as e:
-        raise _offline_error("CIFAR-10", folder, layout, e) from None
+        raise offline_error("CIFAR-10", folder, layout, e) from None
     return _cifar10_arrays(ds, f"CIFAR-10 downloaded by torchvision into {folder.resolve()}")
 
 
-def _folder_fingerprint(classes: list[str], files: list[Path]) -> str:
-    """Key of a folder's decoded arrays: the class list and, per file, its path, size, mtime, ctime and inode.
-
-    A file moved between class folders changes its path; rewritten content changes the ctime even when the
-    size and the mtime are kept (``cp -p``, ``touch -r``); a new empty class folder changes the labels.
-    """
-    h = hashlib.sha1(json.dumps(classes).encode())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}\n".encode())
-    return h.hexdigest()[:16]
 
 
-def _list_image_folder(folder: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], list[int]]:
-    """(classes, files, labels) of an ImageFolder tree ``<folder>/<class>/<image>``, in load order.
-
-    ``classes``: the class list to label by (a folder dataset's test split uses its train split's), else the
-    sorted sub-folders; a sub-folder outside ``classes`` is an error (its label would mean another class).
-    """
-    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and _images_in(p))
-    if not found:
-        raise DataUnavailableError(f"{folder} has no class sub-folders with images ({', '.join(IMAGE_SUFFIXES)}); "
-                                   "expected the ImageFolder layout <folder>/<class>/<image>")
-    classes = found if classes is None else list(classes)
-    extra = sorted(set(found) - set(classes))
-    if extra:
-        raise DataUnavailableError(f"{folder} has class folders {extra} that the training split lacks "
-                                   f"(its classes: {classes}); give both splits the same class folders")
-    files, labels = [], []
-    for k, c in enumerate(classes):
-        files_k = _images_in(folder / c)
-        files += files_k
-        labels += [k] * len(files_k)
-    return classes, files, labels
 
 
-def _images_in(folder: Path) -> list[Path]:
-    """The image files of a class folder, sorted; hidden files (macOS ``._*`` included) are not samples."""
-    if not folder.is_dir():
-        return []
-    return [f for f in sorted(folder.iterdir())
-            if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file()]
 
 
-GREY_MODES = ("L", "1", "I;16", "I;16L", "I;16B", "I;16N", "LA")
-HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
-def _open_image(source, name):
-    """A PIL image of a path or bytes; a file PIL cannot read is a one-line error that names it."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        return Image.open(source if isinstance(source, (str, os.PathLike)) else io.BytesIO(source))
-    except (OSError, UnidentifiedImageError) as e:
-        raise DataUnavailableError(f"{name}: not a readable image ({e}); remove or replace the file") from None
 
 
-def _to_array(im, mode: str, name) -> np.ndarray:
-    """``im`` as uint8 in ``mode`` ("L" or "RGB"): 16-bit greyscale scaled by 255/65535 and rounded (PIL's own
-    conversion clips it to 255), other modes converted by PIL; a truncated file is a one-line error naming it."""
-    try:
-        if im.mode in HIGH_BIT_MODES:
-            grey = np.rint(np.asarray(im, dtype=np.float64) * (255.0 / 65535.0)).astype(np.uint8)
-            return grey if mode == "L" else np.repeat(grey[..., None], 3, axis=2)
-        if im.mode == "I" or im.mode == "F":
-            raise DataUnavailableError(f"{name}: {im.mode!r} images (32-bit integer or float pixels) have no agreed "
-                                       "range; save it as an 8- or 16-bit PNG")
-        return np.asarray(im.convert(mode))
-    except OSError as e:
-        raise DataUnavailableError(f"{name}: cannot decode the image ({e}); remove or replace the file") from None
 
 
-def _decode_images(sources: list, names: list) -> np.ndarray:
-    """Decode same-size images (paths or bytes) to uint8 (N, C, H, W): C=1 when every file is greyscale, else RGB
-    (a grey file among colour ones becomes three equal channels)."""
-    modes = []
-    for s, name in zip(sources, names):
-        with _open_image(s, name) as im:
-            modes.append(im.mode)
-    mode = "L" if all(m in GREY_MODES for m in modes) else "RGB"
-    arrays = []
-    for s, name in zip(sources, names):
-        with _open_image(s, name) as im:
-            a = _to_array(im, mode, name)
-        if arrays and a.shape[:2] != arrays[0].shape[:2]:
-            raise DataUnavailableError(f"{name} is {a.shape[1]}x{a.shape[0]} but {names[0]} is "
-                                       f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; resize the images to one size")
-        arrays.append(a)
-    images = np.stack(arrays)
-    images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(images, dtype=np.uint8)
 
 
-def _cached_arrays(key: str, decode) -> tuple[np.ndarray, np.ndarray]:
-    """(images, labels) from ``<cache>/arrays/<key>.npz``, else ``decode()``, saved there."""
-    cache = cache_dir() / "arrays" / f"{key}.npz"
-    if cache.is_file():
-        with np.load(cache) as z:
-            return z["images"], z["labels"]
-    images, labels = decode()
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, images=images, labels=labels)
-    os.replace(tmp, cache)
-    return images, labels
 
 
-def _load_image_folder(folder: Path):
-    """Decode an ImageFolder tree (``<folder>/<class>/<image>``), caching the arrays as .npz."""
-    folder = folder.resolve()
-    classes, files, file_labels = _list_image_folder(folder)
-    images, labels = _cached_arrays(f"folder-{_folder_fingerprint(classes, files)}",
-                                    lambda: (_decode_images(files, files), np.asarray(file_labels, np.int64)))
-    return images, labels, classes, f"image folder {folder}"
 
 
-def _folder_split(name: str, split: str) -> tuple[Path, list[str]]:
-    """(folder to read, its class list) of ``split`` of the dataset ``folder:<path>``: ``<path>/<split>`` when
-    it exists, else (train only) ``<path>`` itself; classes are always those of the train split, so that a
-    label means the same class in both splits. At least two classes, or no code has anything to send."""
-    path = name.split(":", 1)[1]
-    if not path.strip():
-        raise DataUnavailableError("folder: needs a path, e.g. folder:/data/digits (an empty one would read the "
-                                   "working directory)")
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DataUnavailableError(f"image folder {root} does not exist; give folder:<path> of a folder holding "
-                                   f"<class>/<image> or train/<class>/<image>")
-    train = root / "train" if (root / "train").is_dir() else root
-    if (root / split).is_dir():
-        folder = root / split
-    elif split == "train":
-        folder = root
-    else:
-        raise DataUnavailableError(f"{root} has no {split}/ sub-folder; the {split} split of a folder dataset "
-                                   f"lives in <path>/{split}/<class>/*")
-    classes = sorted(p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith(".") and _images_in(p))
-    if len(classes) == 1:
-        raise DataUnavailableError(f"{train} has one class folder ({classes[0]!r}); labels of one class carry no "
-                                   f"information, a code needs K >= 2: add a sub-folder per class")
-    return folder, classes or None
 
 
 # ------------------------------------------------------------------- packs
 
-PACK_SUFFIX = ".pack"
-PACK_FORMAT = "mdl_utils data pack"
-PACK_VERSION = 1
-PACK_MAX_MIB = 60.0
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-MNIST_PREFIX = {"train": "train", "test": "t10k"}
-IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same data give the same pack bytes
 
 
-def _parse_idx(data: bytes, name: str) -> np.ndarray:
-    """The array in an IDX file (MNIST's format: 0, 0, type, ndim, big-endian uint32 dims, data)."""
-    nd = data[3] if len(data) >= 4 else 0
-    head = 4 + 4 * nd
-    if nd == 0 or data[:2] != b"\0\0" or data[2] not in IDX_TYPES or len(data) < head:
-        raise DataUnavailableError(f"{name} is not an IDX file (bad header); re-copy it from the MNIST distribution")
-    dims = struct.unpack(f">{nd}I", data[4:head])
-    dtype = np.dtype(IDX_TYPES[data[2]])
-    if len(data) != head + int(np.prod(dims)) * dtype.itemsize:
-        raise DataUnavailableError(f"{name} holds {len(data)} bytes, not the {dims} array its header announces; "
-                                   f"re-copy it from the MNIST distribution")
-    return np.frombuffer(data, dtype, offset=head).reshape(dims)
 
 
-def _pack_checksum(manifest: dict) -> str:
-    body = {k: v for k, v in manifest.items() if k != "checksum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _corrupt_pack(path: Path, why: object) -> DataUnavailableError:
-    return DataUnavailableError(
-        f"data pack {path} is damaged or unreadable ({' '.join(str(why).split())}); re-run "
-        f"`python -m mdl_utils.data pack {path.parent} --root <unpacked data> --datasets {path.stem}` "
-        f"and copy it again, or remove it to use the unpacked layout"
-    )
 
 
-@functools.lru_cache(maxsize=8)
-def _verified_manifest(path: str, stamp: tuple[int, ...]) -> dict:
-    """The manifest of the pack at ``path`` after checking the checksum and every member's SHA-256.
-
-    ``stamp`` (size, mtime, ctime, inode) keys the check, so it runs once per process and file version.
-    """
-    try:
-        with zipfile.ZipFile(path) as z:
-            manifest = json.loads(z.read("manifest.json"))
-            if manifest.get("format") != PACK_FORMAT or manifest.get("version") != PACK_VERSION:
-                raise ValueError(f"not a version-{PACK_VERSION} {PACK_FORMAT}")
-            if _pack_checksum(manifest) != manifest.get("checksum"):
-                raise ValueError("manifest checksum mismatch")
-            for name, entry in manifest["members"].items():
-                h = hashlib.sha256()
-                with z.open(name) as f:
-                    while chunk := f.read(1 << 22):
-                        h.update(chunk)
-                if h.hexdigest() != entry["sha256"]:
-                    raise ValueError(f"member {name} fails its SHA-256")
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError, EOFError, OSError, zlib.error) as e:
-        raise _corrupt_pack(Path(path), e) from None
-    return manifest
 
 
-def _load_pack(dataset: str, split: str, path: Path):
-    """``split`` of ``dataset`` decoded from the data pack at ``path``, as the loaders return it."""
-    path = path.resolve()
-    st = path.stat()
-    manifest = _verified_manifest(str(path), (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-    if manifest["dataset"] != dataset:
-        raise DataUnavailableError(f"{path} packs {manifest['dataset']!r}, not {dataset!r}; "
-                                   f"re-run `python -m mdl_utils.data pack {path.parent} --datasets {dataset}`")
-    layout, checksum = manifest["layout"], manifest["checksum"]
-    source = f"data pack {path} (sha256 {checksum[:16]}) of {manifest['source']}"
-    with zipfile.ZipFile(path) as z:
-        if layout == "idx-gzip":
-            members = (f"{MNIST_PREFIX[split]}-{kind}-ubyte.gz" for kind in ("images-idx3", "labels-idx1"))
-            images, labels = (_parse_idx(gzip.decompress(z.read(m)), f"{path}:{m}") for m in members)
-            return images[:, None].copy(), labels.astype(np.int64), manifest["classes"], source
-        if layout == "arrays":
-            images, labels = (np.load(io.BytesIO(z.read(f"{split}-{kind}.npy")), allow_pickle=False)
-                              for kind in ("images", "labels"))
-            return images, labels, manifest["classes"], source
-        if layout == "image-folder":
-            index = json.loads(z.read(f"{split}.json"))
-            images, labels = _cached_arrays(
-                f"pack-{checksum[:16]}-{split}",
-                lambda: _decode_packed_folder(index, z.read(f"{split}.bin"), f"{path}:{split}"))
-            return images, labels, index["classes"], source
-    raise DataUnavailableError(f"{path} has layout {layout!r}, unknown to this mdl_utils; "
-                               f"re-run `python -m mdl_utils.data pack` with this version")
 
 
-def _decode_packed_folder(index: dict, blob: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode an ``image-folder`` split: the files listed in ``index``, cut in order from ``blob``."""
-    view, sources, names, labels, at = memoryview(blob), [], [], [], 0
-    for k, c in enumerate(index["classes"]):
-        for name, size in index["files"][c]:
-            sources.append(view[at:at + size])
-            names.append(f"{where}/{c}/{name}")
-            labels.append(k)
-            at += size
-    if at != len(blob):
-        raise DataUnavailableError(f"{where}: the index covers {at} of {len(blob)} bytes; re-run the pack command")
-    return _decode_images(sources, names), np.asarray(labels, np.int64)
 
 
-def _npy(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return buf.getvalue()
 
 
 def _pack_mnist(root: Path):
@@ -496,7 +234,7 @@ def _pack_mnist(root: Path):
     members = []
     for f in MNIST_FILES:
         data = (raw / f).read_bytes()
-        _parse_idx(data, str(raw / f))  # refuse truncated files
+        parse_idx(data, str(raw / f))  # refuse truncated files
         members.append((f + ".gz", gzip.compress(data, compresslevel=6, mtime=0), False))
     extra = {"classes": [str(c) for c in range(10)], "source": f"MNIST IDX files under {raw.resolve()}"}
     return "idx-gzip", members, extra
@@ -507,7 +245,7 @@ def _pack_cifar10(root: Path):
     folder = root / "cifar10"
     batches = [_cifar10_batches(folder, split) for split in SPLITS]
     if all(b is not None for b in batches):
-        members = [(f"{split}-{kind}.npy", _npy(a), False)
+        members = [(f"{split}-{kind}.npy", packs.npy(a), False)
                    for split, b in zip(SPLITS, batches) for kind, a in zip(("images", "labels"), b[:2])]
         return "arrays", members, {"classes": batches[0][2], "source": batches[0][3]}
     if not all((folder / split).is_dir() for split in SPLITS):
@@ -515,7 +253,7 @@ def _pack_cifar10(root: Path):
                                    f"(or set MDL_DATA) to the folder holding it")
     members = []
     for split in SPLITS:
-        classes, files, _ = _list_image_folder(folder / split)
+        classes, files, _ = list_image_folder(folder / split)
         _check_cifar10_classes(folder / split, classes)
         blobs = [f.read_bytes() for f in files]
         index = {"classes": classes, "files": {c: [] for c in classes}}
@@ -527,42 +265,10 @@ def _pack_cifar10(root: Path):
     return "image-folder", members, {"classes": CIFAR10_CLASSES, "source": source}
 
 
-PACKERS = {"mnist": _pack_mnist, "cifar10": _pack_cifar10}
 
 
-def _write_zip(path: Path, manifest: dict, members) -> None:
-    with zipfile.ZipFile(path, "w") as z:
-        for name, data, deflate in [("manifest.json", json.dumps(manifest, indent=1).encode(), True), *members]:
-            info = zipfile.ZipInfo(name, _ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
-            z.writestr(info, data)
 
 
-def write_pack(name: str, dest: str | os.PathLike, root: str | os.PathLike | None = None,
-               max_mib: float = PACK_MAX_MIB) -> tuple[Path, dict]:
-    """Pack dataset ``name`` from ``root`` (default :func:`data_root`) into ``dest/<name>.pack``: (path, manifest).
-
-    Raises ValueError, leaving no file, when the pack would exceed ``max_mib`` MiB.
-    """
-    if name not in PACKERS:
-        raise ValueError(f"cannot pack {name!r}; choose from {', '.join(PACKERS)}")
-    layout, members, extra = PACKERS[name](data_root(root))
-    manifest = {"format": PACK_FORMAT, "version": PACK_VERSION, "dataset": name, "layout": layout, **extra,
-                "members": {m: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()} for m, b, _ in members}}
-    manifest["checksum"] = _pack_checksum(manifest)
-    path = Path(dest).expanduser() / f"{name}{PACK_SUFFIX}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        _write_zip(tmp, manifest, members)
-        mib = tmp.stat().st_size / 2**20
-        if mib > max_mib:
-            raise ValueError(f"{path.name} would be {mib:.1f} MiB, over the {max_mib:g} MiB limit ({layout} layout); "
-                             f"pass --max-mib {int(mib) + 1} to write it anyway")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path, manifest
 
 
 def synthetic_teacher() -> tuple[torch.Tensor, torch.Tensor]:
@@ -586,10 +292,6 @@ def _load_synthetic(split: str):
     return x.float().numpy(), y.numpy(), [str(c) for c in range(SYNTHETIC_CLASSES)], source, true_bits
 
 
-def _standardize(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 images (N, C, H, W) as float32 (x / 255 - mean) / std per channel."""
-    x = torch.from_numpy(images).float().div_(255.0)
-    return x.sub_(torch.tensor(mean).view(1, -1, 1, 1)).div_(torch.tensor(std).view(1, -1, 1, 1))
 
 
 # ------------------------------------------------------------ the datasets known by name
@@ -617,6 +319,7 @@ class BuiltIn:
     K: int
     normalization: tuple[tuple[float, ...], tuple[float, ...]] | None
     loader: Callable
+    packer: Callable | None = None  # root -> (layout, members, manifest extras) for a data pack (mdl_utils.packs)
 
     @property
     def info(self) -> Info:
@@ -626,12 +329,22 @@ class BuiltIn:
 # Adding a dataset: its loader above and one entry here (the usual standardization constants of the official files).
 BUILT_IN = {
     "mnist": BuiltIn("MNIST", {"train": 60000, "test": 10000}, (1, 28, 28), 10, ((0.1307,), (0.3081,)),
-                     _load_mnist),
+                     _load_mnist, _pack_mnist),
     "cifar10": BuiltIn("CIFAR-10", {"train": 50000, "test": 10000}, (3, 32, 32), 10,
-                       ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), _load_cifar10),
+                       ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), _load_cifar10, _pack_cifar10),
     "synthetic": BuiltIn("synthetic", SYNTHETIC_SIZES, (SYNTHETIC_DIM,), SYNTHETIC_CLASSES, None,
                          lambda split, root, download: _load_synthetic(split)),
 }
+PACKABLE = tuple(name for name, spec in BUILT_IN.items() if spec.packer is not None)
+
+
+def write_pack(name: str, dest: str | os.PathLike, root: str | os.PathLike | None = None,
+               max_mib: float = PACK_MAX_MIB) -> tuple[Path, dict]:
+    """Pack built-in dataset ``name`` (its registry entry's packer) from ``root`` (default :func:`data_root`) into
+    ``dest/<name>.pack``: (path, manifest); ValueError, leaving no file, beyond ``max_mib`` MiB."""
+    if name not in PACKABLE:
+        raise ValueError(f"cannot pack {name!r}; choose from {', '.join(PACKABLE)}")
+    return packs.write_pack(name, BUILT_IN[name].packer, dest, data_root(root), max_mib)
 NAMES = (*BUILT_IN, "folder:<path>")
 
 
@@ -675,41 +388,14 @@ def _load_split(name: str, split: str, root: str, download: bool):
     true_bits)."""
     spec = BUILT_IN[name]
     inputs, y, classes, source, *true_bits = spec.loader(split, Path(root), download)
-    x = torch.from_numpy(inputs) if spec.normalization is None else _standardize(inputs, *spec.normalization)
+    x = torch.from_numpy(inputs) if spec.normalization is None else standardize(inputs, *spec.normalization)
     return x, torch.from_numpy(y), classes, source, (true_bits or [None])[0]
 
 
-_FOLDER_MEMO: dict[str, tuple] = {}  # fingerprint of a folder's files -> _load_split's tuple
 
 
-def _load_folder_split(name: str, split: str):
-    """:func:`_load_split` for ``folder:<path>``, memoized per process by the fingerprint of its files, so that
-    a folder changed while the process runs (a notebook kernel) is read again."""
-    folder, classes = _folder_split(name, split)
-    folder = folder.resolve()
-    classes, files, labels = _list_image_folder(folder, classes)
-    key = _folder_fingerprint(classes, files)
-    if key not in _FOLDER_MEMO:
-        images, y = _cached_arrays(f"folder-{key}", lambda: (_decode_images(files, files),
-                                                             np.asarray(labels, np.int64)))
-        _check_same_shape(name, split, images.shape[1:])
-        c = images.shape[1]
-        x = _standardize(images, (FOLDER_NORMALIZATION[0],) * c, (FOLDER_NORMALIZATION[1],) * c)
-        if len(_FOLDER_MEMO) >= 8:
-            _FOLDER_MEMO.clear()
-        _FOLDER_MEMO[key] = (x, torch.from_numpy(y), classes, f"image folder {folder}", None)
-    return _FOLDER_MEMO[key]
 
 
-def _check_same_shape(name: str, split: str, shape: tuple[int, ...]) -> None:
-    """A folder's test images must have the train images' channels and size (a model takes one input shape)."""
-    if split == "train":
-        return
-    train = tuple(_load_folder_split(name, "train")[0].shape[1:])
-    if tuple(shape) != train:
-        (c, h, w), (c0, h0, w0) = shape, train
-        raise DataUnavailableError(f"{name}: the {split} images are {w}x{h} with {c} channel(s) but the train "
-                                   f"images are {w0}x{h0} with {c0}; give both splits images of one size and mode")
 
 
 MAX_SEED = 2**32 - 1  # every seed (order, initialization, mini-batches, warm blocks' seeds) derives from it
@@ -781,7 +467,7 @@ def load(
     if download is None:
         download = not os.environ.get("MDL_OFFLINE")
     if name.startswith("folder:"):
-        x, y, classes, source, true_bits = _load_folder_split(name, split)
+        x, y, classes, source, true_bits = load_folder_split(name, split)
     else:
         x, y, classes, source, true_bits = _load_split(name, split, str(data_root(root)), bool(download))
     size = int(y.shape[0])
@@ -813,8 +499,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "point MDL_DATA at DEST to load them.")
     p.add_argument("dest", metavar="DEST", help="folder to write the packs into (created if missing)")
     p.add_argument("--root", default=None, help="folder holding the unpacked data (default: MDL_DATA, else the cache)")
-    p.add_argument("--datasets", nargs="+", default=list(PACKERS), choices=list(PACKERS), metavar="NAME",
-                   help=f"datasets to pack (default: {' '.join(PACKERS)})")
+    p.add_argument("--datasets", nargs="+", default=list(PACKABLE), choices=list(PACKABLE), metavar="NAME",
+                   help=f"datasets to pack (default: {' '.join(PACKABLE)})")
     p.add_argument("--max-mib", type=float, default=PACK_MAX_MIB,
                    help=f"refuse packs larger than this (default {PACK_MAX_MIB:g} MiB)")
     args = ap.parse_args(argv)

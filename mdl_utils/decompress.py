@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import coder, data, numerics
-from .codes import bytes as bytes_code
+from .codes import file_header, files
 from .compress import INTERRUPTED, check_counts
 from .results import check_writable, save_array
 
@@ -64,7 +64,7 @@ def check_out(out: str | None, source: str) -> None:
 def follow_numerics(header: coder.Header, num_threads: int, device: str) -> None:
     """Switch to the CPU numerics the file was written with (native on this kind of CPU, or portable), before
     anything computes; other files are refused later by bytes.check_environment, which says why."""
-    mode = bytes_code.file_numerics(header, num_threads) if device == "cpu" else None
+    mode = file_header.file_numerics(header, num_threads) if device == "cpu" else None
     if mode is not None and mode != numerics.requested():
         numerics.use(mode)
         print(f"the file was written with {mode} numerics; decoding with {mode} numerics")
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         header = coder.unpack(raw).header
         follow_numerics(header, args.threads, args.device)
         inputs = bobs_inputs(header, args.dataset, args.data_root)
-        dec = bytes_code.decode(raw, inputs, model=args.model, num_threads=args.threads, parallel=args.parallel,
+        dec = files.decode(raw, inputs, model=args.model, num_threads=args.threads, parallel=args.parallel,
                                 progress=not args.no_progress, device=args.device)
         if args.out:
             save_array(Path(args.out), dec.labels, dtype=np.int64)

@@ -239,54 +239,75 @@ class _Best:
                 self.state = copy.deepcopy(self.model.state_dict())
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int | None = 20, batch_size: int = 128,
-        lr: float = 1e-3, weight_decay: float = 0.0, val_fraction: float = 0.1, patience: int | None = 3,
-        augment: bool | Augmentation = False, seed: int = 0, device: str | torch.device = "auto",
-        progress: bool | str = False, on_epoch_end: Callable[[int, nn.Module], None] | None = None,
-        loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy_loss,
-        param_groups: list[dict] | None = None, min_steps: int = 0, max_steps: int | None = None,
-        eval_every: int | None = None, schedule: str = "constant", restore_best: bool = True,
-        optimizer: torch.optim.Optimizer | None = None, eval_at_start: bool = False, bf16: bool = False,
-        tf32: bool = False) -> FitResult:
-    """Train ``model`` on (x, y) with Adam and mini-batches; deterministic given ``seed``. The one training loop.
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How :func:`fit` trains, everything but the model, the data, the seed, the device and the hooks: at most
+    ``epochs`` passes (and ``max_steps`` optimizer steps when set), at least ``min_steps``, mini-batches of
+    ``batch_size``, Adam at ``lr`` with ``weight_decay``, the last ``val_fraction`` of the samples held out and
+    evaluated every ``eval_every`` steps (None: every epoch), early stopping after ``patience`` evaluations without
+    improvement (None: never), the learning rate of ``schedule`` (:func:`lr_factor`), the best evaluated weights
+    restored with ``restore_best`` (``eval_at_start``: the initial weights compete too), ``augment`` of the
+    training mini-batches (:func:`augmenter`), ``bf16`` autocast of the training steps, ``tf32`` kernels on CUDA.
+    The defaults are the paper's routine: epochs with early stopping per epoch, best epoch restored, constant
+    learning rate, float32. Each chapter's Settings (a prequential Recipe) gives its own (``fit_options()``)."""
 
-    The last ``val_fraction`` of the samples (in the order given) is held out; ``augment`` transforms training
-    mini-batches (:func:`augmenter`). Training runs :func:`step_budget` steps (``epochs`` passes, at most
-    ``max_steps``, at least ``min_steps``) at the learning rate of ``schedule`` (:func:`lr_factor`). Every
-    ``eval_every`` steps (None: every epoch) and after the last step the validation loss is measured; training stops
-    when it has not improved for ``patience`` evaluations (never before ``min_steps``); with ``restore_best`` the
-    weights of the best evaluation are restored (``eval_at_start``: the initial weights compete too). Everything the
-    routine looks at is in (x, y): for a prequential block, transmitted labels only (the causality rule).
+    epochs: int | None = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1
+    patience: int | None = 3
+    augment: bool | Augmentation = False
+    min_steps: int = 0
+    max_steps: int | None = None
+    eval_every: int | None = None
+    schedule: str = "constant"
+    restore_best: bool = True
+    eval_at_start: bool = False
+    bf16: bool = False
+    tf32: bool = False
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, options: FitOptions = FitOptions(), *, seed: int = 0,
+        device: str | torch.device = "auto", progress: bool | str = False,
+        on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+        loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy_loss,
+        param_groups: list[dict] | None = None, optimizer: torch.optim.Optimizer | None = None) -> FitResult:
+    """Train ``model`` on (x, y) with Adam and mini-batches as ``options`` say; deterministic given ``seed``. The one
+    training loop.
+
+    The last ``val_fraction`` of the samples (in the order given) is held out. Training runs :func:`step_budget`
+    steps at the learning rate of the schedule; at every evaluation the validation loss is measured, and training
+    stops when it has not improved for ``patience`` evaluations (never before ``min_steps``). Everything the routine
+    looks at is in (x, y): for a prequential block, transmitted labels only (the causality rule).
     ``on_epoch_end(e, model)`` is called with e = 0 before training and after every evaluation e = 1..epochs_run
     (self-switch codes). ``loss(model, xb, yb)`` is the mini-batch objective (the variational code passes KL/n +
     data bits); ``param_groups`` Adam's parameter groups (default: all of ``model``'s, at ``lr``); ``optimizer``:
     continue with this optimizer and its state instead (``lr``, ``weight_decay``, ``param_groups`` unused; its
-    groups' learning rates restart from their first values). ``bf16``: the training steps' forward passes under
-    bfloat16 autocast (faster on CPUs with bf16 units; evaluation stays float32); ``tf32``: TensorFloat-32 kernels
-    on CUDA (:func:`make_deterministic`). The defaults are the paper's routine: epochs with early stopping per
-    epoch, best epoch restored, constant learning rate, float32.
+    groups' learning rates restart from their first values).
     """
+    o = options
     device = resolve_device(device)
-    make_deterministic(tf32, device)
-    n_val = validation_size(len(y), val_fraction)
+    make_deterministic(o.tf32, device)
+    n_val = validation_size(len(y), o.val_fraction)
     n_train = len(y) - n_val
     train, val = (x[:n_train].to(device), y[:n_train].to(device)), (x[n_train:].to(device), y[n_train:].to(device))
     model.to(device)
-    opt = optimizer or torch.optim.Adam(param_groups or model.parameters(), lr=lr, weight_decay=weight_decay)
-    lr_factor(schedule, 1, 1)  # an unknown schedule fails here, before any training
-    plan = _Plan(total=step_budget(n_train, batch_size, epochs, min_steps, max_steps),
-                 period=eval_every or max(1, math.ceil(n_train / batch_size)), min_steps=min_steps,
-                 patience=patience if n_val else None, schedule=schedule,
+    opt = optimizer or torch.optim.Adam(param_groups or model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    lr_factor(o.schedule, 1, 1)  # an unknown schedule fails here, before any training
+    plan = _Plan(total=step_budget(n_train, o.batch_size, o.epochs, o.min_steps, o.max_steps),
+                 period=o.eval_every or max(1, math.ceil(n_train / o.batch_size)), min_steps=o.min_steps,
+                 patience=o.patience if n_val else None, schedule=o.schedule,
                  base_lrs=_base_lrs(opt, optimizer is not None),
-                 set_lr=schedule != "constant" or optimizer is not None, augment=augmenter(augment, train[0]),
-                 batch_size=batch_size, bf16=bf16)
+                 set_lr=o.schedule != "constant" or optimizer is not None, augment=augmenter(o.augment, train[0]),
+                 batch_size=o.batch_size, bf16=o.bf16)
     t0 = time.perf_counter()
     with tqdm(total=plan.total, desc=progress if isinstance(progress, str) else "fit", leave=False,
               disable=not progress) as bar, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
-        best = _Best(model, n_val > 0 and restore_best,
-                     _validate(model, *val, device)[0] if eval_at_start and n_val else math.inf)
+        best = _Best(model, n_val > 0 and o.restore_best,
+                     _validate(model, *val, device)[0] if o.eval_at_start and n_val else math.inf)
         if on_epoch_end:
             on_epoch_end(0, model)
         history, evals, step, seen = _loop(model, opt, loss, train, val, plan, best, on_epoch_end, g, bar)

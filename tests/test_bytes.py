@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from mdl_utils import coder, data, numerics, scales, training
+from mdl_utils import coder, compress, data, numerics, scales, training
 from mdl_utils.codes import bytes as B
+from mdl_utils.codes import file_header as H
+from mdl_utils.codes import files as F
 from mdl_utils.codes import prequential as P
 from mdl_utils.codes import switch as S
 
@@ -30,12 +32,12 @@ def recipe(model="mlp", steps=STEPS, **changes) -> P.Recipe:
 def make_code(name: str, n=N, steps=STEPS):
     """A small code of each kind (custom recipes: no named scale)."""
     r = {m: scales.as_params(recipe(m, steps)) for m in ("mlp", "logistic")}
-    return {"uniform": lambda: B.UniformCode(n, 10),
-            "prequential": lambda: B.PrequentialCode(n, 10, r["mlp"]),
-            "two_part": lambda: B.TwoPartCode(n, 10, {"model": "logistic", "epochs": 2, "lr": 1e-2, "batch_size": 128,
+    return {"uniform": lambda: F.UniformCode(n, 10),
+            "prequential": lambda: F.PrequentialCode(n, 10, r["mlp"]),
+            "two_part": lambda: F.TwoPartCode(n, 10, {"model": "logistic", "epochs": 2, "lr": 1e-2, "batch_size": 128,
                                                       "patience": 2, "val_fraction": 0.1, "seed": 0}),
-            "switch": lambda: B.SwitchCode(n, 10, {"strategies": [r["mlp"], r["logistic"]]}),
-            "self_switch": lambda: B.SelfSwitchCode(n, 10, r["mlp"])}[name]()
+            "switch": lambda: F.SwitchCode(n, 10, {"strategies": [r["mlp"], r["logistic"]]}),
+            "self_switch": lambda: F.SelfSwitchCode(n, 10, r["mlp"])}[name]()
 
 
 def bob(ds):
@@ -52,7 +54,7 @@ def synth():
 def encoded(synth):
     """Every code's file of the synthetic labels, encoded once (one torch thread)."""
     with training.torch_threads(1):
-        return {name: B.encode(synth, make_code(name), progress=False) for name in B.CODES}
+        return {name: F.encode(synth, make_code(name), progress=False) for name in F.CODES}
 
 
 @pytest.fixture(scope="module")
@@ -68,17 +70,17 @@ def no_decoding(monkeypatch):
     """Make any attempt to decode a label fail the test: checks must come first."""
     def refuse(*args, **kwargs):
         raise AssertionError("a label was decoded before the checks failed")
-    monkeypatch.setattr(B, "_run", refuse)
+    monkeypatch.setattr(F, "_run", refuse)
 
 
 # ---------------------------------------------------------------- round trips
 
 
-@pytest.mark.parametrize("name", B.CODES)
+@pytest.mark.parametrize("name", F.CODES)
 def test_every_code_round_trips_exactly_within_a_few_words_of_its_codelength(encoded, synth, name):
     enc = encoded[name]
     with training.torch_threads(1):
-        dec = B.decode(enc.data, bob(synth), make_code(name), progress=False)
+        dec = F.decode(enc.data, bob(synth), make_code(name), progress=False)
     assert np.array_equal(dec.labels, synth.y.numpy())
     assert dec.probs.dtype == np.float32 and np.array_equal(dec.probs, enc.probs)  # bit for bit, every label
     assert enc.sections["header"] == 192  # n = 400: a 2-byte varint; <= 200 bits up to n = 2,097,151
@@ -136,7 +138,7 @@ def test_switch_weights_are_the_forward_algorithm():
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(4), size=(3, 50))  # 3 strategies, 50 labels, K = 4
     y = rng.integers(0, 4, 50)
-    weights, bits = B.SwitchWeights(3), 0.0
+    weights, bits = F.SwitchWeights(3), 0.0
     for t in range(50):
         q64, q32 = coder.mixture_probabilities(weights.w, p[:, t])
         assert q64.sum() == pytest.approx(1, abs=1e-12) and q32.dtype == np.float32
@@ -147,7 +149,7 @@ def test_switch_weights_are_the_forward_algorithm():
 
 def test_parallel_chains_write_the_same_file(encoded, synth):
     with training.torch_threads(1):
-        assert B.encode(synth, make_code("switch"), parallel=True, progress=False).data == encoded["switch"].data
+        assert F.encode(synth, make_code("switch"), parallel=True, progress=False).data == encoded["switch"].data
 
 
 def test_a_label_of_probability_zero_is_still_encodable():
@@ -165,10 +167,10 @@ def test_warm_start_prequential_round_trips(synth):
     if not warm:
         pytest.skip("prequential.Recipe has no warm-start option yet; PrequentialCode takes any Recipe, so this "
                     "test runs once it has one")
-    code = B.PrequentialCode(N, 10, scales.as_params(dataclasses.replace(recipe(), **{warm[0]: True})))
+    code = F.PrequentialCode(N, 10, scales.as_params(dataclasses.replace(recipe(), **{warm[0]: True})))
     with training.torch_threads(1):
-        enc = B.encode(synth, code, progress=False)
-        dec = B.decode(enc.data, bob(synth), code, progress=False)
+        enc = F.encode(synth, code, progress=False)
+        dec = F.decode(enc.data, bob(synth), code, progress=False)
     assert np.array_equal(dec.labels, synth.y.numpy()) and np.array_equal(dec.probs, enc.probs)
 
 
@@ -178,14 +180,14 @@ def test_warm_start_prequential_round_trips(synth):
 @pytest.fixture(scope="module")
 def smoke_file(synth):
     """A prequential file of the logistic model at the smoke scale: Bob names the model, nothing else."""
-    code = B.code_for("prequential", "synthetic", N, 10, "logistic", "smoke")
+    code = F.code_for("prequential", "synthetic", N, 10, "logistic", "smoke")
     with training.torch_threads(1):
-        return B.encode(synth, code, progress=False)
+        return F.encode(synth, code, progress=False)
 
 
 def test_bob_names_the_model_as_alice_did(smoke_file, synth):
     with training.torch_threads(1):
-        dec = B.decode(smoke_file.data, bob(synth), model="logistic", progress=False)
+        dec = F.decode(smoke_file.data, bob(synth), model="logistic", progress=False)
     assert np.array_equal(dec.labels, synth.y.numpy()) and dec.header.scale == "smoke" and dec.header.seed == 0
 
 
@@ -210,9 +212,9 @@ def test_other_recipe_inputs_or_environment_fail_before_any_label(smoke_file, sy
     ds = dataclasses.replace(ds, name=change.get("name", ds.name))
     if "torch" in change:
         monkeypatch.setattr(torch, "__version__", change["torch"])
-    code = B.code_for(change["code"], "synthetic", N, 10, "logistic", "smoke") if "code" in change else None
+    code = F.code_for(change["code"], "synthetic", N, 10, "logistic", "smoke") if "code" in change else None
     with pytest.raises(coder.CodingError, match=message) as err:
-        B.decode(smoke_file.data, bob(ds), code, model=change.get("model", "logistic"),
+        F.decode(smoke_file.data, bob(ds), code, model=change.get("model", "logistic"),
                  num_threads=change.get("num_threads", 1))
     assert "\n" not in str(err.value)
 
@@ -220,7 +222,7 @@ def test_other_recipe_inputs_or_environment_fail_before_any_label(smoke_file, sy
 @pytest.fixture(scope="module")
 def described_file(synth):
     with training.torch_threads(1):
-        return B.encode(synth, B.code_for("prequential", "synthetic", N, 10, "logistic", "smoke"), describe=True,
+        return F.encode(synth, F.code_for("prequential", "synthetic", N, 10, "logistic", "smoke"), describe=True,
                         progress=False)
 
 
@@ -229,23 +231,23 @@ def test_self_describing_file_needs_no_names_and_says_what_differs(synth, smoke_
     assert described_file.header_bits == smoke_file.header_bits + smoke_file.description_bits
     assert coder.unpack(described_file.data).header.description["settings"]["model"] == "logistic"
     with training.torch_threads(1):
-        assert np.array_equal(B.decode(described_file.data, bob(synth), progress=False).labels, synth.y.numpy())
+        assert np.array_equal(F.decode(described_file.data, bob(synth), progress=False).labels, synth.y.numpy())
 
 
 def test_a_self_describing_file_names_the_difference(synth, described_file, no_decoding):
     with pytest.raises(coder.CodingError, match="num_threads: 1 in the file, 3 here; decode with the encoder's "
                                                 "versions, thread count"):
-        B.decode(described_file.data, bob(synth), num_threads=3)
+        F.decode(described_file.data, bob(synth), num_threads=3)
     settings = dict(coder.unpack(described_file.data).header.description["settings"], epochs=2)
     with pytest.raises(coder.CodingError, match="epochs: 3 in the file, 2 here"):
-        B.decode(described_file.data, bob(synth), B.PrequentialCode(N, 10, settings))
+        F.decode(described_file.data, bob(synth), F.PrequentialCode(N, 10, settings))
 
 
 def test_a_decoder_with_other_models_is_caught_by_the_labels_crc(encoded, synth):
     f = coder.unpack(encoded["uniform"].data)
     forged = dataclasses.replace(f.header, labels_crc=coder.labels_crc(np.zeros(N)))  # what a diverging Bob finds
     with pytest.raises(coder.CodingError, match="CRC-32 check"):
-        B.decode(coder.pack(forged, f.payload), bob(synth), B.UniformCode(N, 10), progress=False)
+        F.decode(coder.pack(forged, f.payload), bob(synth), F.UniformCode(N, 10), progress=False)
 
 
 def test_flipped_byte_anywhere_is_detected(encoded, synth):
@@ -254,7 +256,7 @@ def test_flipped_byte_anywhere_is_detected(encoded, synth):
         bad = bytearray(data_)
         bad[pos] ^= 0x40
         with pytest.raises(coder.CodingError):
-            B.decode(bytes(bad), bob(synth), make_code("two_part"), progress=False)
+            F.decode(bytes(bad), bob(synth), make_code("two_part"), progress=False)
     bad = bytearray(data_)
     bad[-20] ^= 1  # inside the payload
     with pytest.raises(coder.CodingError, match="CRC-32 mismatch"):
@@ -284,7 +286,7 @@ def test_truncated_extended_and_foreign_files(encoded, tmp_path):
 def test_round_trip_result_and_cli(synth, tmp_path, capsys):
     from mdl_utils import compress, decompress
 
-    r = B.round_trip(synth.head(200), B.UniformCode(200, 10), scale="smoke", path=tmp_path / "u.mdl", progress=False)
+    r = B.round_trip(synth.head(200), F.UniformCode(200, 10), scale="smoke", path=tmp_path / "u.mdl", progress=False)
     assert r.code == "bytes" and r.model == "uniform" and r.codelength_bits == r.parts["file_bits"] == 8 * r.parts["file_bytes"]
     assert r.parts["fixed_header_bits"] == 192 < r.parts["self_describing_header_bits"]
     out = tmp_path / "p.mdl"
@@ -311,8 +313,8 @@ def test_real_mnist_subset_round_trip():
     steps = (8, 16, 32, 64, 128, 256)
     with training.torch_threads(1):
         for name in ("uniform", "prequential", "switch", "self_switch"):
-            enc = B.encode(mnist, make_code(name, 256, steps), progress=False)
-            dec = B.decode(enc.data, bob(mnist), make_code(name, 256, steps), progress=False)
+            enc = F.encode(mnist, make_code(name, 256, steps), progress=False)
+            dec = F.decode(enc.data, bob(mnist), make_code(name, 256, steps), progress=False)
             assert np.array_equal(dec.labels, mnist.y.numpy()) and np.array_equal(dec.probs, enc.probs)
             assert abs(enc.payload_bits - enc.codelength_bits - enc.check_bits) <= SLACK_BITS
             assert enc.sections["header"] == 192
@@ -321,16 +323,16 @@ def test_real_mnist_subset_round_trip():
 def test_coder_uses_the_chapters_settings():
     # the file coder's recipes are the prequential chapter's, per-model epoch caps included, without the records
     for model, epochs in (("mlp", 20), ("tinycnn", 5)):
-        code = B.code_for("prequential", "cifar10", 50000, 10, model, "cpu")
+        code = F.code_for("prequential", "cifar10", 50000, 10, model, "cpu")
         assert code.recipe.epochs == epochs and code.recipe.timesteps[:2] == (10, 20)
         assert code.recipe.record_epochs is False and code.recipe.patience == 3 and code.recipe.calibrate
-    assert B.code_for("prequential", "mnist", 60000, 10, "mlp", "cpu").recipe.timesteps[0] == 8
-    mix = B.code_for("switch", "cifar10", 50000, 10, "switch-mlp-tinycnn-uniform", "cpu")
+    assert F.code_for("prequential", "mnist", 60000, 10, "mlp", "cpu").recipe.timesteps[0] == 8
+    mix = F.code_for("switch", "cifar10", 50000, 10, "switch-mlp-tinycnn-uniform", "cpu")
     assert [r.epochs for r in mix.recipes] == [20, 5] and mix.model_arg == "mlp-tinycnn"
     assert B.result_model(mix) == "switch-mlp-tinycnn-uniform" == S.mixture_name(["mlp", "tinycnn"])
     with pytest.raises(ValueError, match="takes one model"):
-        B.code_for("self_switch", "mnist", 600, 10, "mlp-small_cnn", "smoke")
-    warm = B.code_for("prequential", "mnist", 60000, 10, "mlp_warm", "cpu")  # a named recipe of the chapter
+        F.code_for("self_switch", "mnist", 600, 10, "mlp-small_cnn", "smoke")
+    warm = F.code_for("prequential", "mnist", 60000, 10, "mlp_warm", "cpu")  # a named recipe of the chapter
     assert warm.recipe.warm_start and warm.recipe.model == "mlp" and B.result_model(warm) == "prequential_mlp_warm"
 
 
@@ -348,11 +350,11 @@ def test_a_warm_start_recipe_round_trips_on_mnist_smoke_and_codes_what_the_chapt
     """Issue 16: the chapter's warm recipe mlp_warm as a file, on MNIST at smoke scale: Bob replays the chain
     from the labels he decoded, and the file's computed codelength is the prequential chapter's (to 1e-9)."""
     mnist = data.load("mnist", "train", n=P.settings("smoke").n_train, seed=0)
-    code = B.code_for("prequential", "mnist", mnist.n, mnist.K, "mlp_warm", "smoke")
+    code = F.code_for("prequential", "mnist", mnist.n, mnist.K, "mlp_warm", "smoke")
     assert code.recipe.warm_start
     with training.torch_threads(1):
-        enc = B.encode(mnist, code, progress=False)
-        dec = B.decode(enc.data, bob(mnist), model="mlp_warm", progress=False)
+        enc = F.encode(mnist, code, progress=False)
+        dec = F.decode(enc.data, bob(mnist), model="mlp_warm", progress=False)
     assert np.array_equal(dec.labels, mnist.y.numpy()) and np.array_equal(dec.probs, enc.probs)
     chapter = P.compute("mnist", "mlp_warm", "smoke", device="cpu", progress=False)
     assert enc.codelength_bits == pytest.approx(chapter.codelength_bits, rel=1e-9, abs=1e-6)
@@ -367,12 +369,12 @@ def test_the_environment_field_names_the_numerics():
         assert len(field) == 2 and coder.numerics_of(field) == kind
     a, b = (coder.environment_field({"numerics": "portable", "num_threads": t}) for t in (1, 2))
     assert a != b and coder.numerics_of(a) == coder.numerics_of(b) == "portable"
-    env = B.environment(1)
+    env = H.environment(1)
     assert env["numerics"] == "portable" and env["code_version"] == numerics.CODE_VERSION  # the suite runs portable
     assert "cpu" not in env and "mdl_utils" not in env  # portable bits do not depend on the CPU model
 
 
-class _Diverging(B.PrequentialCode):
+class _Diverging(F.PrequentialCode):
     """Bob's code whose models predict differently from block ``start`` on (a CPU whose kernels differ)."""
 
     def __init__(self, *args, start: int, **kwargs):
@@ -389,7 +391,7 @@ def test_a_diverging_decoder_stops_at_the_first_wrong_block(encoded, synth):
     code = _Diverging(N, 10, scales.as_params(recipe()), start=40)
     with training.torch_threads(1), pytest.raises(coder.CodingError, match="per-block check failed before label "
                                                                            "(41|81)") as err:
-        B.decode(encoded["prequential"].data, bob(synth), code, progress=False)
+        F.decode(encoded["prequential"].data, bob(synth), code, progress=False)
     assert code.blocks_seen[-1] <= 80 and "\n" not in str(err.value)  # stopped before the blocks after it
 
 
@@ -407,11 +409,11 @@ def _header_with(encoded, environment: dict) -> coder.Header:
 ])
 def test_files_of_other_numerics_are_refused_before_any_label(encoded, synth, no_decoding, facts, message):
     facts = facts or numerics.native_environment()
-    header = _header_with(encoded, B.environment(1, facts=facts))
+    header = _header_with(encoded, H.environment(1, facts=facts))
     with pytest.raises(coder.CodingError, match=message) as err:
-        B.check_environment(header, 1)
+        H.check_environment(header, 1)
     assert "\n" not in str(err.value)
-    assert B.file_numerics(header, 1) == ("native" if facts["numerics"] == "native" and "AMD" not in facts["cpu"]
+    assert H.file_numerics(header, 1) == ("native" if facts["numerics"] == "native" and "AMD" not in facts["cpu"]
                                           else None)
 
 
@@ -428,7 +430,7 @@ def test_a_native_file_decodes_with_native_numerics_only(tmp_path, synth, no_dec
     header = coder.unpack(out.read_bytes()).header
     assert coder.numerics_of(header.environment_hash) == "native"
     with pytest.raises(coder.CodingError, match="native numerics on this kind of CPU"):
-        B.decode(out.read_bytes(), bob(synth.head(300)), model="logistic")
+        F.decode(out.read_bytes(), bob(synth.head(300)), model="logistic")
     bob_ = subprocess.run([sys.executable, "-m", "mdl_utils.decompress", str(out), "--model", "logistic", "--out",
                            str(tmp_path / "y.npy"), "--no-progress"], capture_output=True, text=True, timeout=300)
     assert bob_.returncode == 0, bob_.stderr
@@ -439,6 +441,6 @@ def test_a_native_file_decodes_with_native_numerics_only(tmp_path, synth, no_dec
 def test_a_payload_below_the_computed_codelength_says_why(encoded):
     """The coder floors every probability at 2^-24: a near-impossible label costs at most 24 bits in the file."""
     enc = encoded["prequential"]
-    assert "2^-24" not in B.summary(enc)
+    assert "2^-24" not in compress.summary(enc)
     floored = dataclasses.replace(enc, codelength_bits=enc.payload_bits + 100.0)
-    assert "costs at most 24 bits in the file" in B.summary(floored)
+    assert "costs at most 24 bits in the file" in compress.summary(floored)

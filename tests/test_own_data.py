@@ -149,7 +149,7 @@ def test_compress_sends_all_3000_images_of_a_folder(tmp_path, monkeypatch, capsy
 def test_compress_checks_the_output_before_any_work(tmp_path, monkeypatch, capsys, target, match):
     (tmp_path / "adir").mkdir()
     (tmp_path / "afile").write_text("x")
-    monkeypatch.setattr(compress.bytes_code, "encode", lambda *a, **k: pytest.fail("encoded before the check"))
+    monkeypatch.setattr(compress.files, "encode", lambda *a, **k: pytest.fail("encoded before the check"))
     assert compress.main(["--code", "uniform", "--dataset", "synthetic", "--scale", "smoke", "--n", "50",
                           str(tmp_path / target)]) == 1
     captured = capsys.readouterr()
@@ -206,8 +206,8 @@ def test_ctrl_c_in_compress_and_decompress_is_one_line(tmp_path, monkeypatch, ca
     labels = tmp_path / "u.mdl"
     assert compress.main(["--code", "uniform", "--dataset", "synthetic", "--scale", "smoke", "--n", "40",
                           str(labels), "--no-progress"]) == 0
-    monkeypatch.setattr(compress.bytes_code, "encode", interrupt)
-    monkeypatch.setattr(decompress.bytes_code, "decode", interrupt)
+    monkeypatch.setattr(compress.files, "encode", interrupt)
+    monkeypatch.setattr(decompress.files, "decode", interrupt)
     capsys.readouterr()
     assert compress.main(["--code", "uniform", "--dataset", "synthetic", "--scale", "smoke", "--n", "40",
                           str(tmp_path / "v.mdl")]) == 130

@@ -8,6 +8,7 @@ import torch
 
 from mdl_utils import data, models, training
 from mdl_utils.bits import per_sample_bits, total
+from mdl_utils.codes import algorithm2 as A
 from mdl_utils.codes import prequential as P
 
 STEPS = [10, 20, 40, 80, 160, 300]
@@ -129,7 +130,7 @@ def _counting_fit(monkeypatch):
         calls.append(len(a[2]))
         return real_fit(*a, **k)
 
-    monkeypatch.setattr(P, "fit", counting_fit)
+    monkeypatch.setattr(A, "fit", counting_fit)
     return calls
 
 
@@ -188,7 +189,7 @@ def test_bob_recomputes_alices_probabilities_from_the_prefix(synth):
     s = settings()
     per_sample = P.prequential_code(train, None, s, scale="smoke", device="cpu", progress=False).arrays["bits"]
     t_s, t_next = 40, 80
-    logits = P.block_logits(train.x, train.y[:t_s].clone(), t_next, train.K, s, device="cpu")
+    logits = P.Chain(train.x, train.K, s, "cpu").next_block(train.y[:t_s].clone(), t_next)  # a cold chain: any t_s
     assert np.array_equal(per_sample_bits(logits, train.y[t_s:t_next]), per_sample[t_s:t_next])
 
 
@@ -250,12 +251,8 @@ def test_bob_replays_a_warm_chain_from_the_labels_he_decoded(synth):
     assert (decoded >= 0).all()
 
 
-def test_single_block_helpers_refuse_warm_recipes_and_chains_refuse_disorder(synth):
+def test_warm_chains_refuse_disorder(synth):
     train, _ = synth
-    with pytest.raises(ValueError, match="prequential.Chain"):
-        P.block_logits(train.x, train.y[:40], 80, train.K, warm(), device="cpu")
-    with pytest.raises(ValueError, match="prequential.Chain"):
-        P.train_block_model(train.x, train.y[:40], train.K, warm(), device="cpu")
     chain = P.Chain(train.x, train.K, warm(), "cpu")
     with pytest.raises(ValueError, match="block 1 is next, not block 3"):
         chain.next_block(train.y[:40], 80)
@@ -277,7 +274,7 @@ def _interrupt_after(monkeypatch, n_fits: int):
         calls.append(len(a[2]))
         return real_fit(*a, **k)
 
-    monkeypatch.setattr(P, "fit", failing_fit)
+    monkeypatch.setattr(A, "fit", failing_fit)
 
 
 def test_a_resumed_warm_chain_gives_bit_identical_bits(synth, tmp_path, monkeypatch):

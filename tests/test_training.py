@@ -42,13 +42,13 @@ def test_fit_uses_the_given_loss_and_parameter_groups():
     net = models.build("mlp", (data.SYNTHETIC_DIM,), d.K, seed=0)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     # a loss with zero gradient moves nothing (Adam without weight decay)
-    training.fit(net, d.x, d.y, epochs=2, val_fraction=0.0, patience=None, device="cpu",
+    training.fit(net, d.x, d.y, training.FitOptions(epochs=2, val_fraction=0.0, patience=None), device="cpu",
                  loss=lambda m, xb, yb: 0.0 * m(xb).sum())
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     # lr 0 for the first layer's parameters: they stay, the others move
     first = [net[1].weight, net[1].bias]
     rest = [p for p in net.parameters() if all(p is not q for q in first)]
-    training.fit(net, d.x, d.y, epochs=1, val_fraction=0.0, patience=None, device="cpu",
+    training.fit(net, d.x, d.y, training.FitOptions(epochs=1, val_fraction=0.0, patience=None), device="cpu",
                  param_groups=[{"params": first, "lr": 0.0}, {"params": rest}])
     after = net.state_dict()
     assert torch.equal(after["1.weight"], before["1.weight"]) and not torch.equal(after["4.weight"], before["4.weight"])
@@ -57,7 +57,8 @@ def test_fit_uses_the_given_loss_and_parameter_groups():
 def test_fit_early_stopping_restores_the_best_epoch():
     d = data.load("synthetic", "train", n=400, seed=0)
     net = models.build("mlp", (data.SYNTHETIC_DIM,), d.K, seed=0)
-    fr = training.fit(net, d.x, d.y, epochs=30, lr=3e-2, val_fraction=0.25, patience=2, device="cpu")
+    fr = training.fit(net, d.x, d.y, training.FitOptions(epochs=30, lr=3e-2, val_fraction=0.25, patience=2),
+                      device="cpu")
     assert fr.epochs_run - fr.best_epoch == 2 and fr.epochs_run < 30  # stopped by patience
     best = min(fr.history["val_loss"])
     assert fr.history["val_loss"][fr.best_epoch - 1] == best
@@ -90,8 +91,8 @@ def _fit(**kw):
     d = data.load("synthetic", "train", n=400, seed=0)
     net = models.build("mlp", (data.SYNTHETIC_DIM,), d.K, seed=0)
     calls = []
-    fr = training.fit(net, d.x, d.y, batch_size=32, lr=3e-2, val_fraction=0.25, device="cpu",
-                      on_epoch_end=lambda e, m: calls.append(e), **kw)
+    fr = training.fit(net, d.x, d.y, training.FitOptions(batch_size=32, lr=3e-2, val_fraction=0.25, **kw),
+                      device="cpu", on_epoch_end=lambda e, m: calls.append(e))
     return net, fr, calls, d
 
 
@@ -116,8 +117,8 @@ def test_continuing_an_optimizer_keeps_its_state_and_restarts_its_learning_rate(
     net, fr, _, d = _fit(epochs=2, patience=None, schedule="cosine")
     opt = fr.optimizer
     first = next(iter(opt.state.values()))["step"].item()
-    again = training.fit(net, d.x, d.y, epochs=1, batch_size=32, val_fraction=0.25, patience=None, device="cpu",
-                         optimizer=opt)
+    again = training.fit(net, d.x, d.y, training.FitOptions(epochs=1, batch_size=32, val_fraction=0.25, patience=None),
+                         device="cpu", optimizer=opt)
     assert again.optimizer is opt and next(iter(opt.state.values()))["step"].item() == first + 10
     assert opt.param_groups[0]["lr"] == 3e-2  # constant schedule: back at the first learning rate
 

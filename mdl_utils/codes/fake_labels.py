@@ -30,7 +30,7 @@ from .. import data, scales
 from ..bits import accuracy, codelength_bits, uniform_bits
 from ..models import build, num_parameters
 from ..results import CodeResult, Stopwatch, provenance
-from ..training import fit, predict_logits, resolve_device, torch_threads
+from ..training import FitOptions, fit, predict_logits, resolve_device, torch_threads
 from . import variational
 
 CHAPTER = "fake_labels"
@@ -104,6 +104,11 @@ class Settings(variational.Posterior):
     label_seed: int = 1
     model: str = "mlp3x200"
 
+    def memorize_options(self) -> FitOptions:
+        """How the memorizing network is trained: ``memorize_epochs`` on every label, no early stopping."""
+        return FitOptions(epochs=self.memorize_epochs, batch_size=self.batch_size, lr=self.lr, val_fraction=0.0,
+                          patience=None)
+
     def variational(self) -> variational.Settings:
         """These settings as the variational chapter's (for :func:`variational.variational_code`)."""
         posterior = {f.name: getattr(self, f.name) for f in dataclasses.fields(variational.Posterior)}
@@ -170,8 +175,7 @@ def memorization_code(dataset: data.Dataset, model: str, s: Settings, *, scale: 
         curves["data_bits_per_sample"].append(codelength_bits(logits, dataset.y) / dataset.n)
 
     with Stopwatch() as sw, torch_threads(s.num_threads):
-        fit(net, dataset.x, dataset.y, epochs=s.memorize_epochs, batch_size=s.batch_size, lr=s.lr, val_fraction=0.0,
-            patience=None, seed=seed, device=device, on_epoch_end=record,
+        fit(net, dataset.x, dataset.y, s.memorize_options(), seed=seed, device=device, on_epoch_end=record,
             progress=f"{dataset.name}: memorizing" if progress else False)
     dim = num_parameters(net)
     data_bits = curves["data_bits_per_sample"][-1] * dataset.n

@@ -37,7 +37,7 @@ from ..bitio import BitReader, BitWriter
 from ..bits import accuracy, codelength_bits
 from ..models import build
 from ..results import CodeResult, Stopwatch, provenance
-from ..training import fit, predict_logits
+from ..training import FitOptions, fit, predict_logits
 
 CHAPTER = "intrinsic_dimension"
 DENSE_LIMIT = 25_000_000  # largest D * d drawn as a dense matrix (100 MB in float32)
@@ -198,6 +198,10 @@ class Settings:
     models: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: {
         "mnist": ("lenet",), "cifar10": ("lenet",), "synthetic": ("mlp",)})
 
+    def fit_options(self) -> FitOptions:
+        """How theta_d is trained: ``epochs`` on every label (no early stopping)."""
+        return FitOptions(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, val_fraction=0.0, patience=None)
+
 
 SCALES = {
     "smoke": dict(n_train=1000, n_test=500, epochs=1, dims=(50, 200), precisions=(4, 32)),
@@ -231,8 +235,7 @@ def train_subspace(sub: Subspace, x: torch.Tensor, y: torch.Tensor, s: Settings,
     Deterministic given the seed (CPU). Returns (theta_d, per-epoch mean training loss).
     """
     model = SubspaceModel(sub)
-    fr = fit(model, x, y, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, val_fraction=0.0, patience=None,
-             seed=seed, device="cpu", progress=progress)
+    fr = fit(model, x, y, s.fit_options(), seed=seed, device="cpu", progress=progress)
     return model.theta_d.detach().clone(), fr.history["train_loss"]
 
 

@@ -39,7 +39,7 @@ from ..bits import accuracy, codelength_bits
 from ..bitio import BitReader, BitWriter, best_rice_parameter, canonical_codes, huffman_lengths
 from ..models import build, num_parameters
 from ..results import CodeResult, Stopwatch, provenance
-from ..training import fit, predict_logits, resolve_device
+from ..training import FitOptions, fit, predict_logits, resolve_device
 from . import two_part
 
 CHAPTER = "network_compression"
@@ -76,13 +76,13 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
             p.mul_(masks[name].to(p.device, p.dtype))
 
 
-def masked_finetune(model: nn.Module, masks: dict[str, torch.Tensor], x, y, **fit_kwargs):
+def masked_finetune(model: nn.Module, masks: dict[str, torch.Tensor], x, y, options: FitOptions, **fit_kwargs):
     """Retrain with pruned weights held at zero (their gradients are zeroed; Adam then never moves them)."""
     apply_masks(model, masks)
     params = dict(model.named_parameters())
     hooks = [params[n].register_hook(lambda g, m=m: g * m.to(g.device, g.dtype)) for n, m in masks.items()]
     try:
-        fr = fit(model, x, y, **fit_kwargs)
+        fr = fit(model, x, y, options, **fit_kwargs)
     finally:
         for h in hooks:
             h.remove()
@@ -232,6 +232,11 @@ class Settings(two_part.Settings):
     models: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: {
         "mnist": ("lenet",), "cifar10": ("lenet",), "synthetic": ("mlp",)})
 
+    def finetune_options(self) -> FitOptions:
+        """How each pruned network is fine-tuned: ``finetune_epochs`` at ``finetune_lr``, the rest as trained."""
+        return dataclasses.replace(self.fit_options(), epochs=self.finetune_epochs, lr=self.finetune_lr)
+
+
 SCALES = {
     "smoke": dict(n_train=1000, n_test=500, epochs=2, patience=3, finetune_epochs=1, sparsities=(0.0, 0.8),
                   bits=(2, 4)),
@@ -279,17 +284,15 @@ def sweep(train, test, model: str, s: Settings, *, seed: int, device, progress: 
     def make_model():
         return build(model, tuple(train.x.shape[1:]), train.K, seed=seed)
 
-    fit_kw = dict(batch_size=s.batch_size, val_fraction=s.val_fraction, patience=s.patience, device=device)
     net = make_model()
-    fr = fit(net, train.x, train.y, epochs=s.epochs, lr=s.lr, seed=seed,
-             progress=f"{train.name}/{model}" if progress else False, **fit_kw)
+    fr = fit(net, train.x, train.y, s.fit_options(), seed=seed, device=device,
+             progress=f"{train.name}/{model}" if progress else False)
     records, masks = [], {}
     bar = tqdm(total=len(s.sparsities) * len(s.bits), desc=f"{train.name}/{model} compress", disable=not progress)
     for sparsity in sorted(float(x) for x in s.sparsities):
         if sparsity > 0:
             masks = magnitude_masks(net, sparsity)
-            masked_finetune(net, masks, train.x, train.y, epochs=s.finetune_epochs, lr=s.finetune_lr,
-                            seed=seed + 1, **fit_kw)
+            masked_finetune(net, masks, train.x, train.y, s.finetune_options(), seed=seed + 1, device=device)
         net = net.cpu().eval()
         for b in sorted(int(x) for x in s.bits):
             records.append({"sparsity": sparsity, "bits": b, **evaluate_pair(net, masks, train, test, b, make_model)})

@@ -23,7 +23,7 @@ from .. import data, scales
 from ..bits import accuracy, codelength_bits
 from ..models import build, num_parameters
 from ..results import CodeResult, Stopwatch, provenance
-from ..training import fit, predict_logits, resolve_device
+from ..training import FitOptions, fit, predict_logits, resolve_device
 
 CHAPTER = "two_part"
 BITS_PER_FLOAT32 = 32
@@ -44,6 +44,11 @@ class Settings:
     val_fraction: float = 0.1
     models: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: {
         "mnist": ("lenet", "mlp"), "cifar10": ("lenet", "mlp"), "synthetic": ("mlp",)})
+
+    def fit_options(self) -> FitOptions:
+        """How the network is trained (training.fit)."""
+        return FitOptions(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, val_fraction=self.val_fraction,
+                          patience=self.patience)
 
 
 SCALES = {
@@ -119,8 +124,8 @@ def train_model(train: data.Dataset, model: str, s: Settings, *, seed: int = 0, 
     """``model`` trained on all of ``train`` (early stopping on its last ``s.val_fraction``), on the CPU in eval
     mode after training: the network whose float32 weights are sent. Returns (network, FitResult)."""
     net = build(model, tuple(train.x.shape[1:]), train.K, seed=seed)
-    fr = fit(net, train.x, train.y, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, val_fraction=s.val_fraction,
-             patience=s.patience, seed=seed, device=device, progress=f"{train.name}/{model}" if progress else False)
+    fr = fit(net, train.x, train.y, s.fit_options(), seed=seed, device=device,
+             progress=f"{train.name}/{model}" if progress else False)
     return net.cpu().eval(), fr
 
 

@@ -39,7 +39,7 @@ from ..bayesian import bayesian_layers, fixed_sample, kl_bits, num_weights
 from ..bits import LN2
 from ..models import build
 from ..results import CodeResult, Stopwatch, provenance
-from ..training import fit, resolve_device, torch_threads
+from ..training import FitOptions, fit, resolve_device, torch_threads
 
 CHAPTER = "variational"
 
@@ -176,8 +176,9 @@ def fit_posterior(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sigma0: f
     objective = Objective(sigma0, len(y), batch_size)
     groups = [{"params": [p for name, p in net.named_parameters() if not name.endswith("_rho")], "lr": lr},
               {"params": [p for name, p in net.named_parameters() if name.endswith("_rho")], "lr": lr_rho}]
-    fit(net, x, y, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=0.0, patience=None, seed=seed,
-        device=device, progress=progress, on_epoch_end=objective.end_epoch, loss=objective, param_groups=groups)
+    options = FitOptions(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=0.0, patience=None)
+    fit(net, x, y, options, seed=seed, device=device, progress=progress, on_epoch_end=objective.end_epoch,
+        loss=objective, param_groups=groups)
     return objective.curves
 
 

@@ -1,0 +1,151 @@
+"""What a labels file's header says about the file, and the checks a decoder makes before the first label: the
+recipe (:func:`recipe_description`), the inputs (:func:`check_inputs`: the dataset, or an image folder's classes and
+images, never its path) and the environment (:func:`check_environment`: the numerics, portable, native on which CPU,
+or which GPU, the versions and the thread count), each refusal one line that names the difference and the fix.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import numpy as np
+import torch
+
+from .. import coder, numerics
+from ..checkpoint import digest
+from ..coder import CodingError
+
+
+QUANTIZATION = "softmax (mixture) float64 -> float32, constriction Categorical(perfect=False), 24-bit"
+
+
+def environment(num_threads: int, device: str = "cpu", facts: dict | None = None) -> dict:
+    """What Bob's software and machine must share with Alice's for bit-identical models (hashed into the header):
+    torch and constriction versions, the code version, thread count, format and quantization, and the numerics of
+    ``device`` (``facts``, default numerics.environment: portable, or native on this CPU, or this GPU)."""
+    return {"torch": torch.__version__, "constriction": version("constriction"), "code_version": numerics.CODE_VERSION,
+            "num_threads": int(num_threads), "format": coder.FORMAT_VERSION, "quantization": QUANTIZATION,
+            **(facts or numerics.environment(device))}
+
+
+def inputs_description(dataset) -> dict:
+    """The inputs Bob must have (hashed into the header): the dataset (a built-in's name; for an image folder its
+    class names, not its path: a copy, another spelling of the path or a symlink holds the same inputs), split,
+    size, order, K, SHA-256 of x."""
+    folder = dataset.name not in coder.DATASET_IDS
+    return {"name": "image folder" if folder else dataset.name, **({"classes": list(dataset.classes)} if folder
+                                                                   else {}),
+            "split": dataset.split, "n": dataset.n, "K": dataset.K, "order_seed": dataset.seed,
+            "inputs_sha256": digest(dataset.x)}
+
+
+def recipe_description(code) -> dict:
+    """The agreed settings of a code (hashed into the header): its name and its settings/recipes as JSON."""
+    return {"code": code.name, "settings": code.settings}
+
+
+def full_description(dataset, code, num_threads: int, device: str = "cpu") -> dict:
+    """The self-describing section: recipe, scale, model (run) names, environment and inputs."""
+    return {**recipe_description(code), "scale": code.scale, "model": code.model_arg,
+            "environment": environment(num_threads, device),
+            "inputs": {**inputs_description(dataset),
+                       **({"path": dataset.name} if dataset.name not in coder.DATASET_IDS else {})}}
+
+
+def make_header(dataset, code, num_threads: int, labels: np.ndarray, describe: bool = False,
+                device: str = "cpu") -> coder.Header:
+    """Alice's header: code, scale, dataset, n, seed, the recipe hash, the environment field, the inputs hash, the
+    labels' CRC (and the description)."""
+    d = full_description(dataset, code, num_threads, device)
+    return coder.Header(code.name, code.scale, dataset.name if dataset.name in coder.DATASET_IDS else None,
+                        dataset.n, dataset.seed, coder.short_hash(recipe_description(code), coder.HASH_BYTES["recipe"]),
+                        coder.environment_field(d["environment"]),
+                        coder.short_hash(inputs_description(dataset), coder.HASH_BYTES["inputs"]),
+                        coder.labels_crc(labels),
+                        d if describe else None)
+
+
+def _differences(want: dict | None, have: dict) -> str:
+    """"key: <file's> in the file, <ours> here" for each key that differs (empty without a description)."""
+    if not want:
+        return ""
+    keys = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+    return "; ".join(f"{k}: {want.get(k)!r} in the file, {have.get(k)!r} here" for k in keys)
+
+
+def check_inputs(header: coder.Header, dataset) -> None:
+    """Refuse inputs other than Alice's (dataset, n, order seed, then the inputs hash) before decoding."""
+    if header.dataset is not None and dataset.name != header.dataset:
+        raise CodingError(f"wrong dataset: the file holds labels of {header.dataset!r}, not {dataset.name!r}; "
+                          f"decode with --dataset {header.dataset}")
+    for key, want, have in (("n", header.n, dataset.n), ("order_seed", header.seed, dataset.seed)):
+        if want != have:
+            raise CodingError(f"wrong inputs: the file was encoded with {key}={want}, the inputs given have "
+                              f"{key}={have}; load the dataset as the header says")
+    mine = inputs_description(dataset)
+    if coder.short_hash(mine, coder.HASH_BYTES["inputs"]) != header.inputs_hash:
+        theirs = header.description and {k: v for k, v in header.description["inputs"].items() if k in mine}
+        which = _differences(theirs, mine)
+        raise CodingError("wrong inputs: the hash of the inputs (dataset or class names, split, K, SHA-256 of the "
+                          f"images) differs from the encoder's{f' ({which})' if which else ''}; use the same dataset "
+                          "files (--data-root) and split")
+
+
+def file_numerics(header: coder.Header, num_threads: int) -> str | None:
+    """The CPU numerics a decoder needs for this file: "portable", "native" when the file was written with native
+    numerics on this kind of CPU (and ``num_threads``), else None (a GPU's file, or another CPU's native one)."""
+    kind = coder.numerics_of(header.environment_hash)
+    if kind == "native":
+        return "native" if _native_here(num_threads) == header.environment_hash else None
+    return "portable" if kind == "portable" else None
+
+
+def _native_here(num_threads: int) -> bytes:
+    """The environment field of a file written on this CPU with native numerics and ``num_threads``."""
+    return coder.environment_field(environment(num_threads, facts=numerics.native_environment()))
+
+
+def check_environment(header: coder.Header, num_threads: int, device: str = "cpu") -> None:
+    """Refuse, before any label, a file whose environment field differs from this decoder's: other numerics (native
+    numerics of another CPU, a GPU's file), thread count, torch/constriction or code version; the one-line error
+    names the difference and the fix."""
+    mine = environment(num_threads, device)
+    if coder.environment_field(mine) == header.environment_hash:
+        return
+    theirs = coder.numerics_of(header.environment_hash)
+    fix = _numerics_fix(header, mine, num_threads)
+    if header.description is not None:
+        raise CodingError(f"other environment: {_differences(header.description['environment'], mine)}; {fix}")
+    if theirs != mine["numerics"]:
+        raise CodingError(fix)
+    for threads in range(1, 65):
+        if coder.environment_field(environment(threads, device)) == header.environment_hash:
+            raise CodingError(f"wrong thread count: the file was written with {threads} torch thread(s), this "
+                              f"decoder runs {num_threads}; decode with --threads {threads}")
+    where = {"native": "another kind of CPU (native numerics)", "cuda": "another GPU or CUDA/cuDNN version"}
+    raise CodingError(f"other software or machine: the file was written with another torch, constriction or code "
+                      f"version{', or on ' + where[theirs] if theirs in where else ''} (here: torch {mine['torch']}, "
+                      f"constriction {mine['constriction']}, code version {mine['code_version']}, "
+                      f"{numerics.describe(mine)}); decode with the encoder's versions, or ask for a self-describing "
+                      "file (--describe) that names them")
+
+
+def _numerics_fix(header: coder.Header, mine: dict, num_threads: int) -> str:
+    """Words for a file whose numerics (portable, native, cuda) differ from this decoder's environment ``mine``."""
+    theirs, here = coder.numerics_of(header.environment_hash), numerics.describe(mine)
+    if theirs == mine["numerics"]:
+        return "decode with the encoder's versions, thread count (--threads) and kind of machine"
+    if theirs == "cuda":
+        return (f"the file was written on a GPU (CUDA), and decodes only on the same kind of GPU with the same CUDA "
+                f"and cuDNN versions (this decoder: {here}); decode there with --device cuda")
+    if mine["numerics"] == "cuda":
+        return f"the file was written on the CPU with {theirs} numerics; decode on the CPU (--device cpu)"
+    if theirs == "portable":
+        return (f"the file was written with portable numerics, this decoder runs {here}; decode without "
+                f"--fast-numerics or {numerics.ENV}=native")
+    if file_numerics(header, num_threads) == "native":
+        return (f"the file was written with native numerics on this kind of CPU, this decoder runs {here}; decode "
+                f"with {numerics.ENV}=native (python -m mdl_utils.decompress switches by itself)")
+    return (f"the file was written with native numerics (--fast-numerics) on another kind of CPU, and decodes only "
+            f"there; this machine: {numerics.describe(numerics.native_environment())}; decode on the encoder's "
+            "kind of CPU, or have the labels encoded again with portable numerics (the default)")

@@ -1,0 +1,555 @@
+"""The book's codes as files (chapter 9; the range coder and the file format: :mod:`mdl_utils.coder`).
+
+Alice writes the training labels into a file with a range coder under the
+per-sample distributions of a code; Bob, who has the inputs x and the file,
+recovers every label. Each code is one object; one loop (:func:`_run`) drives
+every code block by block, encoding on Alice's side and decoding on Bob's:
+
+* ``prepare(dataset)`` (Alice) / ``load(model_bytes, x)`` (Bob): what the file carries besides the labels
+  (two_part: the float32 weights);
+* ``start(x, num_threads, parallel)`` / ``close()``: before the first block and after the last (the
+  prequential chains, :class:`mdl_utils.codes.chains.Chains`);
+* ``blocks()``: the stretches [start, end) of labels coded together;
+* ``symbols(x, y_prefix, start, end, y_block)``: a generator of the block's coded symbols, from the labels
+  before ``start`` only: it yields (float32 probabilities, Alice's symbols or None) and receives the symbols
+  coded; it returns (computed bits, labels, label probabilities). Block codes derive it from
+  ``logits(x, y_prefix, start, end)`` and ``bits(logits, y, start)``.
+
+Codes: ``uniform`` (p = 1/K, Sec. 2.3), ``prequential`` (Sec. 3.4, Algorithm 2),
+``two_part`` (Sec. 3.1), ``switch`` (the switch mixture over prequential chains
+and the uniform code, App. E.1, label by label) and ``self_switch`` (per block,
+the epoch e in 0..E_s, sent uniformly, then the labels with the model after
+epoch e, App. E.2), with the settings of their chapters at a scale.
+Determinism: Bob's models equal Alice's bit for bit with the same torch build,
+code version and thread count, under portable numerics on any x86-64 CPU with
+AVX2 (:mod:`mdl_utils.numerics`); with native numerics (``--fast-numerics``) on
+the encoder's kind of CPU only; on CUDA on the same GPU and CUDA/cuDNN versions
+only. The header's environment field makes Bob check all of it before he decodes
+anything (:mod:`mdl_utils.codes.file_header` names the difference), a check symbol per
+block stops him at the first block whose probabilities differ from Alice's
+(:data:`mdl_utils.coder.CHECK_BITS`), and a CRC-32 of the labels is checked at
+the end.
+"""
+
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import coder, data, scales
+from ..bits import per_sample_bits, total, uniform_bits
+from ..coder import CodingError
+from ..models import ARCHITECTURES, build
+from ..training import predict_logits, torch_threads
+from . import prequential, switch, two_part
+from .chains import Chains
+from .file_header import check_environment, check_inputs, full_description, make_header, recipe_description, _differences
+
+
+CODES = coder.CODE_IDS  # uniform, prequential, two_part, switch, self_switch
+
+
+class UniformCode:
+    """p(y) = 1/K for every label (Sec. 2.3). The base of every code: one block of per-sample distributions."""
+
+    name = "uniform"
+
+    def __init__(self, n: int, num_classes: int, settings: dict | None = None, *, scale: str | None = None,
+                 names: Sequence[str] | None = None):
+        self.n, self.K, self.settings, self.scale = n, num_classes, None, scale
+        self.device, self.checks = "cpu", 0
+
+    @property
+    def model_arg(self) -> str | None:
+        """What Bob names with --model to rebuild this code (None: nothing)."""
+        return None
+
+    def prepare(self, dataset, device: str = "cpu") -> bytes:
+        return b""
+
+    def load(self, model_bytes: bytes, x: torch.Tensor, device: str = "cpu") -> None:
+        pass
+
+    def start(self, x: torch.Tensor, num_threads: int = 1, parallel: bool = False, device: str = "cpu") -> None:
+        """Before the first block, on both sides (a fresh state: the same object may encode, then decode)."""
+        self.device, self.checks = device, 0
+
+    def close(self) -> None:
+        """After the last block (or an error): stop worker processes."""
+
+    def blocks(self) -> list[tuple[int, int]]:
+        return [(0, self.n)]
+
+    def logits(self, x, y_prefix, start: int, end: int) -> torch.Tensor:
+        return torch.zeros(end - start, self.K)
+
+    def bits(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> np.ndarray:
+        """Each label's computed codelength (float64): log2 K here."""
+        return np.full(len(y), math.log2(self.K))
+
+    def checked(self, start: int) -> bool:
+        """Whether the block from label ``start`` on gets a check symbol (its probabilities come from a model)."""
+        return False
+
+    def check(self, start: int, end: int, *arrays):
+        """The block's check symbol (coder.check_value of the arrays its probabilities come from): Alice encodes
+        hers; Bob decodes it and compares it with his own before decoding any label of the block."""
+        mine = coder.check_value(*arrays)
+        (sent,) = yield coder.uniform_probabilities(1, 2 ** coder.CHECK_BITS), np.array([mine])
+        self.checks += 1
+        if int(sent) != mine:
+            raise CodingError(f"per-block check failed before label {start + 1:,} (block {start + 1:,}..{end:,}): "
+                              "this decoder's models predict other probabilities than the encoder's, although the "
+                              "header's versions, numerics and thread count agree; decode on the encoder's kind of "
+                              "machine, or ask for a file written with portable numerics (the default)")
+
+    def symbols(self, x, y_prefix: torch.Tensor, start: int, end: int, y_block: np.ndarray | None = None):
+        """One chunk: the block's labels under softmax(logits) (float64 -> float32), after its check symbol when
+        it has one. Returns (each coded label's bits, labels, probabilities)."""
+        logits = self.logits(x, y_prefix, start, end)
+        probs = coder.probabilities(logits)
+        if self.checked(start):
+            yield from self.check(start, end, probs)
+        labels = yield probs, y_block
+        return self.bits(logits, torch.from_numpy(labels), start), labels, probs
+
+    def reference_bits(self) -> float | None:
+        """Alice, after encoding: the codelength by the formula of the code's chapter on this run's numbers."""
+        return None
+
+
+def _recipe(settings: dict, n: int) -> prequential.Recipe:
+    """A Recipe from its JSON form (as in a result's params), timesteps checked against n."""
+    d = dict(settings)
+    d.update(timesteps=tuple(prequential.check_timesteps(d["timesteps"], n)),
+             temperature_range=tuple(d["temperature_range"]))
+    return prequential.Recipe(**d)
+
+
+class ChainCode(UniformCode):
+    """A code driven by prequential chains (:class:`Chains`, one per recipe of ``self.recipes``): blocks at the
+    recipes' timesteps; the first block uniform."""
+
+    per_epoch = False  # the chains return each epoch's logits (self-switch)
+
+    def __init__(self, n: int, num_classes: int, recipes: Sequence[dict], *, scale: str | None = None,
+                 names: Sequence[str] | None = None):
+        super().__init__(n, num_classes, scale=scale)
+        self.recipes = [_recipe(s, n) for s in recipes]
+        if len({r.timesteps for r in self.recipes}) != 1:
+            raise ValueError("the prequential chains of one code need the same timesteps (one transmission order)")
+        self.names = list(names) if names else [r.model for r in self.recipes]  # run names, e.g. mlp_warm
+        self.chains = None
+
+    @property
+    def recipe(self) -> prequential.Recipe:
+        return self.recipes[0]
+
+    @property
+    def model_arg(self) -> str:
+        return "-".join(self.names)
+
+    def start(self, x, num_threads: int = 1, parallel: bool = False, device: str = "cpu") -> None:
+        super().start(x, num_threads, parallel, device)
+        self.chains = Chains(x, self.K, self.recipes, per_epoch=self.per_epoch, num_threads=num_threads,
+                             parallel=parallel, device=device)
+
+    def close(self) -> None:
+        if self.chains is not None:
+            self.chains.close()
+
+    def blocks(self) -> list[tuple[int, int]]:
+        steps = self.recipe.timesteps
+        return [(0, steps[0]), *zip(steps[:-1], steps[1:])]
+
+    def checked(self, start: int) -> bool:
+        """Every block after the first, but those the recipes send uniformly (``uniform_below``)."""
+        return start > 0 and start >= min(r.uniform_below for r in self.recipes)
+
+
+class PrequentialCode(ChainCode):
+    """Algorithm 2: the first block uniform, then each block with the model trained on the labels before it
+    (the chain of any prequential Recipe: :class:`Chain`)."""
+
+    name = "prequential"
+
+    def __init__(self, n: int, num_classes: int, settings: dict, *, scale: str | None = None,
+                 names: Sequence[str] | None = None):
+        super().__init__(n, num_classes, [settings], scale=scale, names=names)
+        self.settings = scales.as_params(self.recipe)
+
+    def logits(self, x, y_prefix, start: int, end: int) -> torch.Tensor:
+        if start == 0:
+            return super().logits(x, y_prefix, start, end)
+        return torch.from_numpy(self.chains.next_blocks(y_prefix, end)[0])
+
+    def bits(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> np.ndarray:
+        return super().bits(logits, y, start) if start == 0 else per_sample_bits(logits, y)
+
+
+class SelfSwitchCode(PrequentialCode):
+    """App. E.2: per block, the epoch e in 0..E_s (E_s: epochs the block's training ran, which Bob finds by
+    retraining) as a uniform symbol, log2(E_s + 1) bits, then the labels with the calibrated model after epoch
+    e. Alice picks the e of fewest bits (switch.self_switch)."""
+
+    name = "self_switch"
+    per_epoch = True
+
+    def start(self, x, num_threads: int = 1, parallel: bool = False, device: str = "cpu") -> None:
+        super().start(x, num_threads, parallel, device)
+        self.epoch_bits = []
+
+    def symbols(self, x, y_prefix, start: int, end: int, y_block: np.ndarray | None = None):
+        """Per block after the first: the check symbol (over every epoch's probabilities), the epoch (uniform over
+        E_s + 1), then the labels."""
+        if start == 0:
+            return (yield from super().symbols(x, y_prefix, start, end, y_block))
+        candidates = [torch.from_numpy(z) for z in self.chains.next_blocks(y_prefix, end)[0]]
+        if self.checked(start):
+            yield from self.check(start, end, *map(coder.probabilities, candidates))
+        best = None
+        if y_block is not None:
+            self.epoch_bits.append([total(per_sample_bits(z, torch.from_numpy(y_block))) for z in candidates])
+            best = np.array([int(np.argmin(self.epoch_bits[-1]))])
+        (epoch,) = yield coder.uniform_probabilities(1, len(candidates)), best
+        probs = coder.probabilities(candidates[epoch])
+        labels = yield probs, y_block
+        bits = self.bits(candidates[epoch], torch.from_numpy(labels), start)
+        return np.append(bits, math.log2(len(candidates))), labels, probs
+
+    def reference_bits(self) -> float:
+        return switch.self_switch(uniform_bits(self.recipe.timesteps[0], self.K), self.epoch_bits)[0]
+
+
+class SwitchWeights:
+    """The switch mixture's weights over M strategies (App. E.1), as switch.mixture_bits updates them (here in
+    linear space, float64): uniform 1/M at first; after label t = 1, 2, ... the posterior
+    w_m <- w_m p_m(y_t) / sum_m' w_m' p_m'(y_t), then the switch w_m <- (1 - a_t) w_m + a_t (1 - w_m) / (M - 1),
+    a_t = 1/(t + 1). The uniform strategy keeps every weight >= a_t / (M - 1) after a switch: no underflow."""
+
+    def __init__(self, num_strategies: int):
+        self.w, self.t = np.full(num_strategies, 1.0 / num_strategies), 0
+
+    def update(self, p_label: np.ndarray) -> None:
+        """After one label, with p_label[m] = p_m(y_t) (float64)."""
+        joint = self.w * p_label
+        w = joint / joint.sum()
+        self.t += 1
+        if len(w) > 1:
+            alpha = switch.switch_rate(self.t)
+            w = (1 - alpha) * w + alpha * (1 - w) / (len(w) - 1)
+        self.w = w
+
+
+class SwitchCode(ChainCode):
+    """App. E.1: each label under the mixture q_t = sum_m w_m p_m of the strategies' full predictive
+    distributions (the prequential chains of the models, then the uniform code), the weights updated after every
+    label (:class:`SwitchWeights`); Bob must decode y_t before he can update them, so blocks go label by label."""
+
+    name = "switch"
+
+    def __init__(self, n: int, num_classes: int, settings: dict, *, scale: str | None = None,
+                 names: Sequence[str] | None = None):
+        super().__init__(n, num_classes, settings["strategies"], scale=scale, names=names)
+        self.settings = {"strategies": [scales.as_params(r) for r in self.recipes], "uniform": True,
+                         "switch_rate": "1/(t+1)", "mixture": "float64, per label"}
+
+    def start(self, x, num_threads: int = 1, parallel: bool = False, device: str = "cpu") -> None:
+        super().start(x, num_threads, parallel, device)
+        self.weights, self.strategy_bits = SwitchWeights(len(self.recipes) + 1), []
+
+    def strategy_probs(self, y_prefix, start: int, end: int) -> np.ndarray:
+        """(end - start, M, K) float64: each strategy's predictive distribution of each label of the block."""
+        uniform = np.full((end - start, self.K), 1.0 / self.K)
+        chains = [coder.softmax64(torch.from_numpy(z)) for z in self.chains.next_blocks(y_prefix, end)] if start else \
+            [uniform] * len(self.recipes)
+        return np.ascontiguousarray(np.stack([*chains, uniform], axis=1))
+
+    def symbols(self, x, y_prefix, start: int, end: int, y_block: np.ndarray | None = None):
+        """The block's check symbol (over the strategies' distributions), then one chunk per label: the mixture
+        q_t (float64, cast once), then the weights' update with y_t."""
+        probs = self.strategy_probs(y_prefix, start, end)
+        if self.checked(start):
+            yield from self.check(start, end, probs)
+        labels, q32, bits = np.empty(end - start, np.int64), np.empty((end - start, self.K), np.float32), []
+        for i in range(end - start):
+            q64, q32[i] = coder.mixture_probabilities(self.weights.w, probs[i])
+            (labels[i],) = yield q32[i:i + 1], None if y_block is None else y_block[i:i + 1]
+            bits.append(-math.log2(q64[labels[i]]))
+            self.weights.update(probs[i, :, labels[i]])
+        if y_block is not None:
+            chosen = torch.from_numpy(probs[np.arange(len(labels)), :, labels].T.copy())
+            self.strategy_bits.append((-torch.log2(chosen)).numpy())  # ATen's log2: portable, unlike NumPy's
+        return np.array(bits), labels, q32
+
+    def reference_bits(self) -> float:
+        return total(switch.mixture_bits(np.hstack(self.strategy_bits)))
+
+
+class TwoPartCode(UniformCode):
+    """Sec. 3.1: the float32 weights travel in the file, then every label with that model."""
+
+    name = "two_part"
+
+    def __init__(self, n: int, num_classes: int, settings: dict, *, scale: str | None = None,
+                 names: Sequence[str] | None = None):
+        super().__init__(n, num_classes, scale=scale)
+        self.settings, self.net = dict(settings), None
+
+    @property
+    def model_arg(self) -> str:
+        return self.settings["model"]
+
+    def _model(self, x) -> torch.nn.Module:
+        return build(self.settings["model"], tuple(x.shape[1:]), self.K, seed=self.settings["seed"])
+
+    def prepare(self, dataset, device: str = "cpu") -> bytes:
+        s = self.settings
+        fields = {f.name for f in dataclasses.fields(two_part.Settings)}
+        chapter = dataclasses.replace(two_part.Settings(), **{k: v for k, v in s.items() if k in fields})
+        net, _ = two_part.train_model(dataset, s["model"], chapter, seed=s["seed"], device=device, progress=False)
+        model_bytes = two_part.serialize_float32(net)
+        self.load(model_bytes, dataset.x, device)  # Alice codes with the weights as Bob reads them back
+        return model_bytes
+
+    def load(self, model_bytes: bytes, x: torch.Tensor, device: str = "cpu") -> None:
+        try:
+            self.net = two_part.deserialize_float32(model_bytes, self._model(x))
+        except ValueError as e:
+            raise CodingError(f"model section does not fit {self.settings['model']}: {e}") from None
+
+    def logits(self, x, y_prefix, start: int, end: int) -> torch.Tensor:
+        return predict_logits(self.net, x[start:end], self.device)
+
+    def bits(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> np.ndarray:
+        return per_sample_bits(logits, y)
+
+    def checked(self, start: int) -> bool:
+        return True
+
+
+CODE_CLASSES = {c.name: c for c in (UniformCode, PrequentialCode, TwoPartCode, SwitchCode, SelfSwitchCode)}
+
+
+def switch_models(network: str) -> list[str]:
+    """The chained models of a mixture name: "switch-mlp-small_cnn-uniform" or "mlp-small_cnn" -> [mlp, small_cnn]."""
+    return [m for m in network.split("-") if m not in (switch.MIXTURE, "uniform")]
+
+
+def prequential_recipe(dataset: str, model: str, n: int, scale: str, seed: int = 0) -> prequential.Recipe:
+    """The prequential chapter's recipe of ``model`` at ``scale``, without the per-epoch records."""
+    return dataclasses.replace(prequential.settings(scale).recipe(dataset, model, n, seed), record_epochs=False)
+
+
+def code_for(code: str, dataset: str, n: int, num_classes: int, network: str | None, scale: str, seed: int = 0):
+    """The code object of ``code`` at ``scale`` (the prequential/two_part chapters' settings); ``network``: the
+    model, or the mixture's models ("mlp-small_cnn" or "switch-mlp-small_cnn-uniform")."""
+    if code not in CODE_CLASSES:
+        raise ValueError(f"unknown code {code!r}; choose one of {', '.join(CODES)}")
+    if code == "uniform":
+        return UniformCode(n, num_classes, scale=scale)
+    if not network:
+        raise ValueError(f"the {code} code needs a model (--model), e.g. " + ("mlp-small_cnn" if code == "switch"
+                                                                              else "mlp"))
+    if code == "two_part":
+        s = two_part.settings(scale)
+        return TwoPartCode(n, num_classes, {"model": network, "seed": seed, "epochs": s.epochs, "lr": s.lr,
+                                            "batch_size": s.batch_size, "patience": s.patience,
+                                            "val_fraction": s.val_fraction}, scale=scale)
+    names = switch_models(network)  # runs of the prequential chapter: architectures or recipe names (mlp_warm)
+    recipes = [scales.as_params(prequential_recipe(dataset, m, n, scale, seed)) for m in names]
+    if code == "switch":
+        return SwitchCode(n, num_classes, {"strategies": recipes}, scale=scale, names=names)
+    if len(recipes) != 1:
+        raise ValueError(f"the {code} code takes one model, got {network!r}")
+    return CODE_CLASSES[code](n, num_classes, recipes[0], scale=scale, names=names)
+
+
+def code_from_description(description: dict):
+    """Bob's code object from a self-describing file's JSON."""
+    inputs, model = description["inputs"], description.get("model")
+    return CODE_CLASSES[description["code"]](inputs["n"], inputs["K"], description["settings"],
+                                             scale=description["scale"], names=model.split("-") if model else None)
+
+
+def bob_code(header: coder.Header, dataset, model: str | None):
+    """The code Bob rebuilds: from the self-describing section, else from the header's code, scale and seed and
+    the ``model`` he names as Alice did."""
+    if header.description is not None:
+        return code_from_description(header.description)
+    if header.scale is None:
+        raise CodingError("the file was written with a custom recipe (no named scale) and no description; decode "
+                          "with Alice's code object, or ask Alice for a self-describing file (--describe)")
+    if model is None and header.code != "uniform":
+        example = "mlp-small_cnn" if header.code == "switch" else "mlp"
+        raise CodingError(f"the file holds a {header.code} code at scale={header.scale}: name its model as Alice "
+                          f"did, e.g. --model {example}")
+    try:
+        return code_for(header.code, dataset.name, header.n, dataset.K, model, header.scale, header.seed)
+    except ValueError as e:
+        raise CodingError(str(e)) from None
+
+
+def _matching_model(header: coder.Header, dataset) -> str | None:
+    """The model (run) name whose recipe at the header's scale has the file's recipe hash (single-model codes)."""
+    if header.code in ("uniform", "switch") or header.scale is None:
+        return None
+    for model in [*ARCHITECTURES, *prequential.settings(header.scale).recipes]:
+        code = code_for(header.code, dataset.name, header.n, dataset.K, model, header.scale, header.seed)
+        if coder.short_hash(recipe_description(code), coder.HASH_BYTES["recipe"]) == header.recipe_hash:
+            return model
+    return None
+
+
+def check_recipe(header: coder.Header, code, dataset) -> None:
+    """Refuse a code other than Alice's (code name, then the recipe hash), saying what differs when possible."""
+    if code.name != header.code:
+        raise CodingError(f"wrong code: the file holds a {header.code} code, not {code.name}; decode with --code "
+                          f"{header.code}")
+    if coder.short_hash(recipe_description(code), coder.HASH_BYTES["recipe"]) == header.recipe_hash:
+        return
+    which = _differences(header.description and header.description["settings"], code.settings or {})
+    match = None if which else _matching_model(header, dataset)
+    hint = which or (f"it matches --model {match}" if match else "check --model, and that both sides run the same "
+                     "mdl_utils version (a scale's settings may have changed)")
+    raise CodingError(f"wrong recipe: the file's {header.code} code was written with other settings than "
+                      f"--model {code.model_arg} at scale={code.scale or 'custom'} gives; {hint}")
+
+
+def _drive(block, rc: coder.RangeCoder, alice: bool):
+    """Run one block's symbol generator against the range coder: Alice encodes the symbols it yields, Bob
+    decodes them and sends them back. Returns the generator's (computed bits, labels, label probabilities)."""
+    try:
+        probs, symbols = next(block)
+        while True:
+            if alice:
+                rc.encode(symbols, probs)
+            else:
+                symbols = rc.decode(probs)
+            probs, symbols = block.send(symbols)
+    except StopIteration as done:
+        return done.value
+
+
+def _run(code, x: torch.Tensor, rc: coder.RangeCoder, n: int, num_classes: int, labels: np.ndarray | None, *,
+         num_threads: int, parallel: bool, progress: bool, desc: str, device: str = "cpu"):
+    """The one coding loop, block by block: Alice (``labels`` given) encodes, Bob (None) decodes.
+    Returns (labels, (n, K) float32 label probabilities, computed bits: the exactly rounded total of every coded
+    symbol's bits, check symbols apart)."""
+    alice = labels is not None
+    out = labels.copy() if alice else np.full(n, -1, dtype=np.int64)
+    probs, bits = np.empty((n, num_classes), dtype=np.float32), []
+    code.start(x, num_threads, parallel, device)
+    try:
+        for start, end in tqdm(code.blocks(), desc=desc, disable=not progress):
+            block = code.symbols(x, torch.from_numpy(out[:start].copy()), start, end,
+                                 out[start:end].copy() if alice else None)
+            block_bits, out[start:end], probs[start:end] = _drive(block, rc, alice)
+            bits.append(block_bits)
+    finally:
+        code.close()
+    return out, probs, total(np.concatenate(bits) if bits else [])
+
+
+@dataclasses.dataclass
+class Encoded:
+    """What Alice wrote: the file's bytes and header, the label probabilities, sizes and time."""
+
+    data: bytes
+    header: coder.Header
+    probs: np.ndarray              # (n, K) float32, the coder's input for every label
+    codelength_bits: float         # the code's computed codelength sum -log2 p (float64), model bits included
+    check_bits: int                # the per-block check symbols in the payload (coder.CHECK_BITS each)
+    sections: dict[str, int]       # bits of each part of the file (coder.File.sections)
+    description: dict              # the full settings, environment and inputs (the self-describing section)
+    reference_bits: float | None   # the code's chapter formula on this run's numbers (switch, self_switch)
+    seconds: float
+
+    @property
+    def file_bits(self) -> int:
+        return 8 * len(self.data)
+
+    @property
+    def payload_bits(self) -> int:
+        return self.sections["payload"]
+
+    @property
+    def model_bits(self) -> int:
+        return self.sections.get("model", 0)
+
+    @property
+    def header_bits(self) -> int:
+        """Everything in the file besides model and payload: header, CRC, lengths, description."""
+        return self.file_bits - self.payload_bits - self.model_bits
+
+    @property
+    def description_bits(self) -> int:
+        """What the self-describing section adds (or added) to the file."""
+        return 8 * len(coder.section(coder.describe(self.description)))
+
+
+@dataclasses.dataclass
+class Decoded:
+    labels: np.ndarray             # int64
+    probs: np.ndarray              # (n, K) float32, as recomputed by Bob
+    header: coder.Header
+    seconds: float
+
+
+def encode(dataset: data.Dataset, code, *, num_threads: int | None = 1, describe: bool = False,
+           parallel: bool = False, progress: bool = True, device: str = "cpu") -> Encoded:
+    """Alice: write ``dataset.y`` with ``code`` (an object of :data:`CODE_CLASSES`) into the bytes of a file;
+    ``describe``: add the self-describing section; ``parallel``: one process per prequential chain; ``device``:
+    where the models train (a file written on CUDA decodes only on the same kind of GPU and software)."""
+    y = dataset.y.numpy().astype(np.int64)
+    threads = num_threads or torch.get_num_threads()
+    description = full_description(dataset, code, threads, device)  # refuses numerics not in effect, before work
+    rc, t0 = coder.RangeCoder(), time.perf_counter()
+    with torch_threads(threads):
+        model_bytes = code.prepare(dataset, device)
+        _, probs, computed = _run(code, dataset.x, rc, dataset.n, dataset.K, y, num_threads=threads,
+                                  parallel=parallel, progress=progress, desc=f"encode {dataset.name}/{code.name}",
+                                  device=device)
+    header = make_header(dataset, code, threads, y, describe, device)
+    data_ = coder.pack(header, rc.words(), model_bytes)
+    return Encoded(data=data_, header=header, probs=probs, codelength_bits=8.0 * len(model_bytes) + computed,
+                   check_bits=code.checks * coder.CHECK_BITS, sections=coder.unpack(data_).sections,
+                   description=description, reference_bits=code.reference_bits(), seconds=time.perf_counter() - t0)
+
+
+def decode(data_: bytes, dataset: data.Dataset, code=None, *, model: str | None = None, num_threads: int = 1,
+           parallel: bool = False, progress: bool = True, device: str = "cpu") -> Decoded:
+    """Bob: recover the labels from the file's bytes and the inputs ``dataset.x`` (never reads ``dataset.y``).
+
+    The code is ``code``, else the file's description, else the header's code, scale and seed with ``model``.
+    Before decoding any label: the file (magic, version, CRC-32), the inputs, the recipe and the environment
+    (numerics, ``num_threads``, versions); before each block: its check symbol; after: the CRC-32 of the labels.
+    """
+    f = coder.unpack(data_)
+    check_inputs(f.header, dataset)
+    code = code if code is not None else bob_code(f.header, dataset, model)
+    check_recipe(f.header, code, dataset)
+    check_environment(f.header, num_threads, device)
+    rc, t0 = coder.RangeCoder(f.payload), time.perf_counter()
+    with torch_threads(num_threads):
+        code.load(f.model_bytes, dataset.x, device)
+        labels, probs, _ = _run(code, dataset.x, rc, f.header.n, dataset.K, None, num_threads=num_threads,
+                                parallel=parallel, progress=progress, desc=f"decode {dataset.name}/{code.name}",
+                                device=device)
+    if coder.labels_crc(labels) != f.header.labels_crc:
+        raise CodingError("decoded labels fail the CRC-32 check: Bob's models differ from Alice's although the "
+                          "header and every block's check agreed; decode on a machine like the encoder's")
+    return Decoded(labels=labels, probs=probs, header=f.header, seconds=time.perf_counter() - t0)
+
+
+
+
+
+
