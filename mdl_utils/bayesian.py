@@ -145,16 +145,3 @@ def fixed_sample(net: nn.Module, generator: torch.Generator | None = None):
             layer.frozen = None
 
 
-def set_posterior(net: nn.Module, mu: float | None = None, sigma: float | None = None) -> nn.Module:
-    """Set every mean to ``mu`` and/or every width to ``sigma`` (e.g. mu=0, sigma=sigma0: beta = alpha)."""
-    with torch.no_grad():
-        for layer in bayesian_layers(net):
-            for name in ("weight", "bias"):
-                m, r = getattr(layer, f"{name}_mu"), getattr(layer, f"{name}_rho")
-                if m is None:
-                    continue
-                if mu is not None:
-                    m.fill_(mu)
-                if sigma is not None:
-                    r.fill_(softplus_inverse(sigma))
-    return net

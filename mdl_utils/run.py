@@ -70,9 +70,6 @@ def parameter_defaults(nb) -> dict[str, Any]:
     return defaults
 
 
-def parameter_names(nb) -> list[str]:
-    """Names assigned in the cell tagged ``parameters``."""
-    return list(parameter_defaults(nb))
 
 
 def expected_type(name: str, default: Any) -> Any:

@@ -84,3 +84,12 @@ def built_book_html(request, tmp_path_factory) -> Path:
     executed = request.config.executed_notebooks
     complete = all(page in executed for page in book_notebooks())
     return build_book(tmp_path_factory.mktemp("book"), executed if complete else None)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say, in the run's last lines, when the tests on real MNIST/CIFAR-10 were skipped and how to run them."""
+    if real_data_root() is None:
+        skipped = [r for r in terminalreporter.stats.get("skipped", []) if "MDL_DATA" in str(r.longrepr)]
+        terminalreporter.write_line(f"NOTE: {len(skipped)} test(s) on real MNIST/CIFAR-10 were skipped: set MDL_DATA to "
+                                    "a folder holding mnist/ and cifar10/ (.ci/run sets MDL_DATA=../shared/data)",
+                                    yellow=True, bold=True)

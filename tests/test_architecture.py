@@ -110,3 +110,16 @@ def test_the_runner_names_no_chapter():
 
     source = (PACKAGE / "jobs.py").read_text()
     assert [c.name for c in codes.CHAPTERS if re.search(rf"[\"']{c.name}[\"']", source)] == []
+
+
+def test_the_architecture_pages_chapter_table_is_the_registry():
+    """docs/ARCHITECTURE.md's "One name per code" table lists the registry's chapters, in order, with their
+    notebooks, modules and results folders."""
+    from mdl_utils import codes
+
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    table = text[text.index("## One name per code"):text.index("## Layers")]
+    rows = [[cell.strip(" `") for cell in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| `")]
+    expected = [[f"{c.number:02d}_{c.name}", f"codes/{c.name}.py", f"results/{c.name}/"] for c in codes.CHAPTERS]
+    assert [[r[0], r[1].split()[0].strip("`"), r[2]] for r in rows] == expected

@@ -18,6 +18,7 @@ from mdl_utils.codes import prequential as P
 from mdl_utils.codes import switch as S
 
 from .conftest import needs_data
+from .reference import mixture_prior_bits
 
 SLACK_BITS = 64  # range coder: whole 32-bit words, the final flush, 24-bit rounding
 N, STEPS = 400, (10, 20, 40, 80, 160, 400)
@@ -122,7 +123,7 @@ def test_switch_file_is_the_switch_chapters_mixture(encoded, chapter_runs):
     assert enc.codelength_bits == pytest.approx(exact, rel=1e-12)  # the forward recursion in linear space
     assert enc.codelength_bits == pytest.approx(stored, rel=1e-6)
     assert enc.payload_bits <= 1.001 * stored + enc.check_bits + 32
-    assert enc.codelength_bits < min(r.codelength_bits for r in chapter_runs.values()) + S.mixture_prior_bits(
+    assert enc.codelength_bits < min(r.codelength_bits for r in chapter_runs.values()) + mixture_prior_bits(
         [0] * N, 3)
 
 
@@ -163,11 +164,7 @@ def test_a_label_of_probability_zero_is_still_encodable():
 
 
 def test_warm_start_prequential_round_trips(synth):
-    warm = [f.name for f in dataclasses.fields(P.Recipe) if "warm" in f.name]
-    if not warm:
-        pytest.skip("prequential.Recipe has no warm-start option yet; PrequentialCode takes any Recipe, so this "
-                    "test runs once it has one")
-    code = F.PrequentialCode(N, 10, scales.as_params(dataclasses.replace(recipe(), **{warm[0]: True})))
+    code = F.PrequentialCode(N, 10, scales.as_params(recipe(warm_start=True, carry_optimizer=True)))
     with training.torch_threads(1):
         enc = F.encode(synth, code, progress=False)
         dec = F.decode(enc.data, bob(synth), code, progress=False)

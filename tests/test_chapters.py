@@ -6,9 +6,9 @@ import inspect
 import pytest
 
 from mdl_utils import chapters, codes, results, scales
-from mdl_utils.codes import switch as S
 
 from .conftest import ROOT, real_data_root
+from .reference import mixture_prior_bits
 
 CHAPTERS = [c.name for c in codes.CHAPTERS]
 
@@ -93,6 +93,6 @@ def test_smoke_numbers_hold_the_codes_invariants(smoke):
     assert preq.codelength_bits < preq.uniform_bits  # the network learned something within 600 labels
     assert preq.arrays["bits"].sum() == pytest.approx(preq.codelength_bits, rel=1e-12)
     switch = got["switch"][(ds, "switch-mlp-uniform")]
-    stay = S.mixture_prior_bits([0] * preq.n, 2)  # the prior's cost of never switching: log2 M + log2 n
+    stay = mixture_prior_bits([0] * preq.n, 2)  # the prior's cost of never switching: log2 M + log2 n
     assert switch.codelength_bits <= min(preq.codelength_bits, preq.uniform_bits) + stay + 1e-9
     assert got["bytes"][(ds, "prequential_mlp")].parts["computed_codelength_bits"] == preq.codelength_bits

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdl_utils import data, models, training
+from mdl_utils import coder, data, models, training
 from mdl_utils.bits import per_sample_bits, total
 from mdl_utils.codes import algorithm2 as A
 from mdl_utils.codes import prequential as P
@@ -51,12 +51,21 @@ def test_timesteps_end_at_n():
 
 
 def test_total_is_first_block_plus_per_sample_bits(synth):
+    """The codelength, recomputed by hand: t_1 log2 K, then each block's labels under the softmax (by NumPy's
+    log-sum-exp, not the library's log_softmax) of the calibrated logits of a chain trained on the labels before."""
     r, per_sample = run(*synth)
+    train, _ = synth
     t1 = STEPS[0]
-    assert len(per_sample) == 300
-    assert np.all(per_sample[:t1] == math.log2(10))
-    assert r.codelength_bits == pytest.approx(t1 * math.log2(10) + per_sample[t1:].sum(), rel=1e-12)
-    assert r.codelength_bits == pytest.approx(sum(r.curves["bits"]) + r.parts["first_block_bits"], rel=1e-12)
+    assert len(per_sample) == 300 and np.all(per_sample[:t1] == math.log2(10))
+    chain, by_hand = P.Chain(train.x, train.K, settings(), "cpu"), [t1 * math.log2(10)]
+    for t_s, t_next in zip(STEPS[:-1], STEPS[1:]):
+        z = chain.next_block(train.y[:t_s], t_next).double().numpy()
+        top = z.max(axis=1, keepdims=True)
+        log_p = z - top - np.log(np.exp(z - top).sum(axis=1, keepdims=True))
+        by_hand += list(-log_p[np.arange(t_next - t_s), train.y[t_s:t_next].numpy()] / math.log(2))
+    assert r.codelength_bits == pytest.approx(math.fsum(by_hand), rel=1e-12)
+    assert r.codelength_bits == total(per_sample)  # the one exactly rounded sum
+    assert r.parts["first_block_bits"] == t1 * math.log2(10) == pytest.approx(r.codelength_bits - sum(r.curves["bits"]))
     assert r.parts["bits_calibrated"] == r.codelength_bits
     assert len(r.curves["t_start"]) == len(STEPS) - 1 and r.curves["cum_t"][-1] == 300
     assert r.curves["cum_bits"][-1] == pytest.approx(r.codelength_bits)
@@ -232,23 +241,23 @@ def test_causality_holds_for_warm_chains(synth, carry):
         assert not np.array_equal(base[block_end:], changed[block_end:])  # the chain was trained on it
 
 
-def test_bob_replays_a_warm_chain_from_the_labels_he_decoded(synth):
-    """Alice's encoder run and Bob's chain, fed block by block with the labels decoded so far only, give
-    bit-identical logits (and the per-sample bits of prequential_code)."""
+def test_bob_decodes_a_warm_chain_from_the_labels_he_decoded(synth):
+    """Alice range-codes every block with her chain; Bob, who never sees her labels, decodes each block with his
+    own chain trained on the labels he decoded so far, and recovers every label (and her per-sample bits)."""
     train, _ = synth
     recipe = warm(carry_optimizer=True, min_steps=8, eval_every=3)
     per_sample = P.prequential_code(train, None, recipe, scale="smoke", device="cpu", progress=False).arrays["bits"]
-    alice = P.Chain(train.x, train.K, recipe, "cpu")
-    bob = P.Chain(train.x.clone(), train.K, recipe, "cpu")
-    decoded = torch.full((train.n,), -1, dtype=train.y.dtype)
-    decoded[:STEPS[0]] = train.y[:STEPS[0]]  # the uniform block
+    alice, rc = P.Chain(train.x, train.K, recipe, "cpu"), coder.RangeCoder()
+    rc.encode(train.y[:STEPS[0]].numpy(), coder.uniform_probabilities(STEPS[0], train.K))
     for t_s, t_next in zip(STEPS[:-1], STEPS[1:]):
-        z_alice = alice.next_block(train.y[:t_s], t_next)
-        z_bob = bob.next_block(decoded[:t_s].clone(), t_next)
-        assert torch.equal(z_alice, z_bob)
+        rc.encode(train.y[t_s:t_next].numpy(), coder.probabilities(alice.next_block(train.y[:t_s], t_next)))
+    bob, words = P.Chain(train.x.clone(), train.K, recipe, "cpu"), coder.RangeCoder(rc.words())
+    decoded = torch.from_numpy(words.decode(coder.uniform_probabilities(STEPS[0], train.K)))
+    for t_s, t_next in zip(STEPS[:-1], STEPS[1:]):
+        z_bob = bob.next_block(decoded.clone(), t_next)
         assert np.array_equal(per_sample_bits(z_bob, train.y[t_s:t_next]), per_sample[t_s:t_next])
-        decoded[t_s:t_next] = train.y[t_s:t_next]  # what Bob's range decoder returns under softmax(z_bob)
-    assert (decoded >= 0).all()
+        decoded = torch.cat([decoded, torch.from_numpy(words.decode(coder.probabilities(z_bob)))])
+    assert torch.equal(decoded, train.y)
 
 
 def test_warm_chains_refuse_disorder(synth):

@@ -229,6 +229,6 @@ def test_a_hand_edited_codelength_is_refused_beside_its_per_sample_bits(tmp_path
     d = json.loads(path.read_text())
     d["codelength_bits"] -= 1.0
     path.write_text(json.dumps(d))
-    with pytest.raises(results.ResultFileError, match="codelength_bits 122.4568 disagrees with the per-sample bits "
-                                                      "stored beside it in .*bits.npy \(sum 123.4568\)"):
+    with pytest.raises(results.ResultFileError, match=r"codelength_bits 122.4568 disagrees with the per-sample bits "
+                                                      r"stored beside it in .*bits.npy \(sum 123.4568\)"):
         results.load_file(path)

@@ -15,7 +15,7 @@ def test_chapter_names():
 
 def test_every_chapter_has_the_same_parameters():
     for c in codes.CHAPTERS:
-        names = run.parameter_names(run.read_notebook(ROOT / c.notebook))
+        names = list(run.parameter_defaults(run.read_notebook(ROOT / c.notebook)))
         assert {"scale", "datasets", "models", "seed", "recompute"} <= set(names), c.name
 
 

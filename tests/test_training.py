@@ -171,12 +171,14 @@ def test_make_deterministic_sets_tf32_as_asked_and_cudnn_deterministic():
     from mdl_utils.codes import prequential as P
     from mdl_utils.training import make_deterministic, precision
 
-    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True  # the opposite of what it sets
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
+    torch.use_deterministic_algorithms(False)
     make_deterministic()
     assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     assert torch.are_deterministic_algorithms_enabled()
-    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")  # set by mdl_utils.numerics at import
     make_deterministic(tf32=True)
     assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
     make_deterministic()

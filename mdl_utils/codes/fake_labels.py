@@ -20,10 +20,8 @@ training that memorizes random labels, stated as a float32 two-part code
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Iterable, Sequence
 
-import numpy as np
 import torch
 
 from .. import data, scales
@@ -62,14 +60,6 @@ def counting_table(n: int, K: int, cs: Iterable[float]) -> list[dict]:
              "ratio": counting_bound_bits(n, K, c) / u} for c in cs]
 
 
-def exact_probability_below(log2_probs: np.ndarray, n: int, K: int, c: float) -> float:
-    """P_uniform(L(y) < n log2 K - c) for the Shannon code L(y) = -log2 q(y) of a distribution q over all K^n
-    sequences (``log2_probs`` lists log2 q(y) for every sequence): the exact value that Prop. 2 bounds by 2^-c."""
-    log2_probs = np.asarray(log2_probs, dtype=np.float64)
-    if log2_probs.shape != (K ** n,):
-        raise ValueError(f"need log2 q(y) for all K^n = {K ** n} sequences, got shape {log2_probs.shape}")
-    below = (-log2_probs) < n * math.log2(K) - c
-    return float(below.sum()) / K ** n
 
 
 def random_labels(dataset: data.Dataset, seed: int = 0) -> data.Dataset:

@@ -83,13 +83,6 @@ def mixture_bits(unit_bits: np.ndarray) -> np.ndarray:
     return out
 
 
-def mixture_prior_bits(sequence: Sequence[int], num_strategies: int) -> float:
-    """-log2 pi(s) of a per-unit strategy sequence under the mixture's prior."""
-    bits = math.log2(num_strategies)
-    for t in range(1, len(sequence)):
-        alpha = switch_rate(t)
-        bits -= math.log2(alpha / (num_strategies - 1)) if sequence[t] != sequence[t - 1] else math.log2(1 - alpha)
-    return bits
 
 
 # ------------------------------------------------------ the best sequence (DP)

@@ -1,0 +1,211 @@
+"""The tables and sentences of chapters 6 and 7: the prequential code (codelengths, calibration, cold and warm
+runs block by block, the recipes' ablation and gains) and the switch codes."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+from .paper import paper_kbits
+from .render import (_seconds, display_markdown, done, label, n_column, numerics_column, say, scale_column, scale_words, show)
+
+
+from ..formats import bits, kbits, markdown, percent, ratio
+from ..results import CodeResult
+
+
+def prequential_table(results: Mapping) -> None:
+    """Chapter 6: the prequential codes, calibrated (the headline) and not, with their recipes (Algorithm 2,
+    cold, or ours), minutes of computation (wall and CPU) and the paper's best."""
+    def minutes(r, key):
+        value = r.provenance.get(key)
+        return "" if value is None else f"{value / 60:.1f}"
+
+    show(results, [("kbits", lambda r: kbits(r.parts["bits_calibrated"], 2)),
+                   ("uncalibrated", lambda r: kbits(r.parts["bits_uncalibrated"], 2)),
+                   ("ratio", lambda r: ratio(r.ratio)), ("test acc.", lambda r: percent(r.test_accuracy)),
+                   ("min.", lambda r: minutes(r, "compute_seconds") or minutes(r, "wall_seconds")),
+                   ("CPU min.", lambda r: minutes(r, "cpu_seconds")),
+                   ("paper's best", lambda r: paper_kbits("prequential", r.dataset)), n_column(), scale_column(), numerics_column()],
+         caption="Codelengths in kbits, calibrated (the code) and uncalibrated; min.: minutes of computation on a "
+                 "shared 2-core CPU with one torch thread (CPU min.: processor time, where recorded); the "
+                 "paper's best is its VGG-like network on a GPU. Each run's recipe is listed below the table.")
+    recipes = {r.model: prequential_recipe_words(r.params) for r in done(results)}
+    if recipes:
+        display_markdown("Recipes:\n\n" + "\n".join(f"- `{name}`: {words}" for name, words in recipes.items()))
+
+
+def calibration_table(r: CodeResult) -> None:
+    """Chapter 6: per block of one prequential run, the fitted temperature and the bits it saved or cost."""
+    c = r.curves
+    rows = [[f"{t0:,}", f"{t1 - t0:,}", f"{temp:.2f}", f"{u:.3f}", f"{b:.3f}", f"{(u - b) * (t1 - t0):+,.1f}", e]
+            for t0, t1, temp, u, b, e in zip(c["t_start"], c["t_end"], c["temperature"],
+                                             c["bits_per_sample_uncalibrated"], c["bits_per_sample"], c["best_epoch"])]
+    saved = r.parts["bits_uncalibrated"] - r.parts["bits_calibrated"]
+    display_markdown(markdown(["trained on t_s", "block size", "temperature T", "bits/sample raw",
+                               "bits/sample calibrated", "bits saved", "best epoch"], rows,
+                              f"**{label(r.dataset)} / {r.model}** ({r.scale} scale): calibration saves "
+                              f"{saved:+,.1f} bits in all."))
+
+
+def switch_table(preq: Sequence[CodeResult], switched: Sequence[CodeResult]) -> None:
+    """Chapter 7: Table 2 rows: the prequential codes, the switch codes and the self-switch codes."""
+    rows = [[label(r.dataset), f"prequential ({r.model})", kbits(r.codelength_bits, 2), "", ratio(r.ratio)]
+            for r in preq]
+    for r in switched:
+        if r.code == "switch":
+            p = r.parts
+            rows += [[label(r.dataset), name, kbits(p[key], 2), f"{p[prior]:.1f}", ratio(p[key] / r.uniform_bits)]
+                     for name, key, prior in (("switch: best block sequence", "best_sequence_bits",
+                                               "best_sequence_prior_bits"),
+                                              ("switch: best sample sequence", "best_sample_sequence_bits",
+                                               "best_sample_sequence_prior_bits"))]
+            rows.append([label(r.dataset), "switch: mixture", kbits(r.codelength_bits, 2), "in the prior",
+                         ratio(r.ratio)])
+        else:
+            rows.append([label(r.dataset), f"self-switch ({r.model})", kbits(r.codelength_bits, 2),
+                         f"{r.parts['choice_bits']:.1f}", ratio(r.ratio)])
+    scales_ = sorted({r.scale for r in [*preq, *switched]})
+    display_markdown(markdown(["dataset", "code", "kbits", "switch cost (bits)", "ratio"], rows,
+                              f"Codelengths in kbits, switch cost included; scale: "
+                              f"{', '.join(map(scale_words, scales_))}."))
+
+
+def switch_notes(results: Mapping) -> None:
+    """Chapter 7: each switch code's best block sequence (which run encodes from which label on), and each
+    self-switch code's chosen evaluation per block beside the one early stopping kept."""
+    sentences = []
+    for r in done(results):
+        if r.code == "switch":
+            starts = [0, *r.params["timesteps"]]
+            sentences.append(f"{label(r.dataset)}, best block sequence: " + ", ".join(
+                f"{name} from label {starts[i]:,}" for i, name in r.curves["best_sequence"]) + ".")
+        else:
+            sentences.append(f"{label(r.dataset)} / {r.model}: self-switch epochs {r.curves['chosen_epoch']}; "
+                             f"early stopping kept {r.curves['early_stopping_epoch']}.")
+    say(*sentences)
+
+
+def prequential_recipe_words(p: Mapping[str, Any]) -> str:
+    """A prequential run's recipe (its params) in words: its architecture, then :func:`recipe_cells` (start, budget
+    and schedule, stopping rule and kept weights) and its augmentation."""
+    augment = (f"shifts <= {p.get('augment_shift', 4)} px" + (" and flips" if p.get("augment_flip", True) else "")
+               if p.get("augment") else "")
+    return f"{p['model']}: " + "; ".join(filter(None, [*recipe_cells(p), augment]))
+
+
+def prequential_block_rows(results: Sequence[CodeResult], steps: bool = True) -> tuple[list[str], list[list]]:
+    """Header and rows of a per-block table of prequential runs on one transmission order: per run the bits per
+    sample, (``steps``) the optimizer steps and the seconds of each block; a last row with the totals."""
+    runs = [r for r in results if r is not None]
+    if not runs:
+        return [], []
+    header = ["trained on t_s", "block"]
+    for r in runs:
+        header += [f"{r.model} bits/sample", *([f"{r.model} steps"] if steps else []), f"{r.model} s"]
+    rows = []
+    for i, (t0, t1) in enumerate(zip(runs[0].curves["t_start"], runs[0].curves["t_end"])):
+        row: list = [f"{t0:,}", f"{t1 - t0:,}"]
+        for r in runs:
+            c = r.curves
+            row += [f"{c['bits_per_sample'][i]:.4f}", *([f"{c['steps_run'][i]:,}" if "steps_run" in c else ""]
+                                                        if steps else []), f"{c['block_seconds'][i]:.1f}"]
+        rows.append(row)
+    total: list = ["all", f"{runs[0].n:,}"]
+    for r in runs:
+        total += [f"{r.kbits:.2f} kbits", *([f"{sum(r.curves.get('steps_run', [])):,}"] if steps else []),
+                  f"{sum(r.curves['block_seconds']):.0f}"]
+    return header, rows + [total]
+
+
+def prequential_blocks_table(results: Sequence[CodeResult]) -> None:
+    """Chapter 6: cold and warm runs of one dataset side by side, per block: one column per run, each cell the
+    block's bits per sample and the seconds its model took (one column per run keeps four runs in the page)."""
+    runs = [r for r in results if r is not None]
+    if not runs:
+        return
+    header, rows = prequential_block_rows(runs, steps=False)
+    merged = [row[:2] + [f"{b} · {t} s" for b, t in zip(row[2::2], row[3::2])] for row in rows]
+    display_markdown(markdown(header[:2] + [r.model for r in runs], merged,
+                              f"**{label(runs[0].dataset)}** ({runs[0].scale} scale): bits per sample of each block "
+                              f"· the seconds its model took (training, calibration, encoding); last row: codelength "
+                              f"and total seconds."))
+
+
+def _cold_reference(r: CodeResult, found: Sequence[CodeResult]) -> tuple[CodeResult | None, str]:
+    """The run a prequential run is measured against, and its words: the Algorithm 2 run of its architecture (the
+    run named after it), else its cold twin (the same recipe with ``warm_start`` off); (None, "") when neither is
+    stored, or when ``r`` is that run."""
+    def twin(x: CodeResult) -> bool:
+        strip = ("warm_start", "carry_optimizer")
+        return (x.dataset == r.dataset and not x.params.get("warm_start")
+                and {k: v for k, v in x.params.items() if k not in strip}
+                == {k: v for k, v in r.params.items() if k not in strip})
+
+    algorithm2 = next((x for x in found if x.dataset == r.dataset and x.model == r.params["model"]), None)
+    for ref, words in ((algorithm2, "Algorithm 2"), (next((x for x in found if twin(x)), None), "cold twin")):
+        if ref is not None:
+            return (None, "") if ref is r else (ref, words)
+    return None, ""
+
+
+def recipe_cells(p: Mapping[str, Any]) -> list[str]:
+    """A recipe's ingredients (its params) as short cells, the one rendering of a recipe: start (cold, or warm with
+    replay and perhaps Adam's state), budget (epochs per block, steps) and learning-rate schedule, stopping rule
+    and kept weights."""
+    start = ("warm" + (" + Adam state" if p.get("carry_optimizer") else "")) if p.get("warm_start") else "cold"
+    budget = ", ".join(filter(None, [f"{p['epochs']} ep." if p.get("epochs") is not None else "",
+                                     f"<= {p['max_steps']:,} steps" if p.get("max_steps") else "",
+                                     f">= {p['min_steps']:,} steps" if p.get("min_steps") else "",
+                                     p.get("schedule", "constant")]))
+    stop = (f"early ({p['patience']}), " if p.get("patience") is not None else "none, ") + \
+        ("best" if p.get("restore_best", True) else "last")
+    return [start, budget, stop]
+
+
+def prequential_ablation_table(results: Mapping) -> None:
+    """Chapter 6: what each ingredient of a recipe does, on one dataset: the ingredients, codelength and minutes of
+    each run, and against its reference (:func:`_cold_reference`: Algorithm 2, else the same recipe started cold)
+    the bits saved and the time ratio."""
+    found = done(results)
+    if not found:
+        return
+
+    def versus(r, f):
+        ref, _ = _cold_reference(r, found)
+        return "" if ref is None else f(ref)
+
+    columns = [(name, lambda r, i=i: recipe_cells(r.params)[i])
+               for i, name in enumerate(("start", "budget, lr", "stop, keep"))]
+    show(results, [*columns, ("kbits", lambda r: kbits(r.codelength_bits, 2)),
+                   ("min.", lambda r: f"{_seconds(r) / 60:.1f}"),
+                   ("against", lambda r: versus(r, lambda ref: ref.model)),
+                   ("bits saved", lambda r: versus(r, lambda ref: bits(ref.codelength_bits - r.codelength_bits, 0))),
+                   ("time", lambda r: versus(r, lambda ref: f"{_seconds(r) / _seconds(ref):.2f}x")),
+                   n_column(), scale_column(), numerics_column()], keys=[("run", lambda k: k[1])],
+         caption=f"**{label(found[0].dataset)}**: ablation of the recipes (one torch thread, 2-core CPU). Budget in "
+                 "epochs per block (ep.) and optimizer steps, and the learning-rate schedule; stop, keep: early "
+                 "stopping (patience) or none, and whether the best evaluated or the last weights are kept. Bits "
+                 "saved and time ratio against the run in the column 'against': Algorithm 2 (the paper's recipe, "
+                 "run under the architecture's own name), else the same recipe started cold.")
+
+
+def prequential_gains(results: Mapping) -> list[str]:
+    """Chapter 6: per dataset and architecture, the shortest warm run against its reference (:func:`_cold_reference`):
+    bits and time saved, as sentences; then the best run per dataset beside the paper."""
+    found = [r for r in results.values() if r is not None and r.code == "prequential"]
+    sentences = []
+    for ds, arch in sorted({(r.dataset, r.params["model"]) for r in found}):
+        warm = [r for r in found if r.dataset == ds and r.params["model"] == arch and r.params.get("warm_start")]
+        w = min(warm, key=lambda r: r.codelength_bits) if warm else None
+        ref, words = _cold_reference(w, found) if w else (None, "")
+        if ref is not None:
+            saved = ref.codelength_bits - w.codelength_bits
+            sentences.append(
+                f"{label(ds)} / {arch}: the warm recipe `{w.model}` codes the labels in {kbits(w.codelength_bits, 2)} "
+                f"kbits instead of {kbits(ref.codelength_bits, 2)} (`{ref.model}`, {words}): {kbits(saved, 2)} kbits "
+                f"({saved / ref.codelength_bits:.0%}) fewer, in {_seconds(w) / _seconds(ref):.2f}x the time.")
+    for ds in sorted({r.dataset for r in found}):
+        best = min((r for r in found if r.dataset == ds), key=lambda r: r.codelength_bits)
+        sentences.append(f"{label(ds)}: the shortest code here is `{best.model}`, {kbits(best.codelength_bits, 2)} "
+                         f"kbits in {_seconds(best) / 60:.1f} min; the paper's best is "
+                         f"{paper_kbits('prequential', ds)} kbits (a VGG-like network on a GPU).")
+    return sentences or ["No prequential runs are stored yet."]
