@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from mdl_utils import data, jobs, results
+from mdl_utils import data, joblist, jobs, results, runner
 from mdl_utils.formats import markdown
 from mdl_utils.training import torch_threads
 
 
-def check(job: jobs.Job, out: Path) -> str:
+def check(job: joblist.Job, out: Path) -> str:
     """'ok' when the dry run's result is stored with its override, its per-sample bits and a finite codelength."""
     r = results.load_file(job.result_file(out))
     bits = results.load_array("prequential", r, "bits", out)
@@ -41,23 +41,23 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="results store (default: a temporary folder)")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="paper-dry-run-"))
-    paper = jobs.make_jobs("paper", chapter_names=("prequential",))
+    paper = joblist.make_jobs("paper", chapter_names=("prequential",))
     print("Plan of the paper-scale prequential jobs (Table 2's runs):\n")
-    print(jobs.plan_table(jobs.plan_rows(paper)))
+    print(joblist.plan_table(joblist.plan_rows(paper)))
     print(f"\nDry run: first {args.cap} samples, at most {args.epochs} epoch(s) per block, CPU, 1 thread, into {out}\n")
     code = jobs.main(["run", "--scale", "paper", "--chapters", "prequential", "--cap-samples", str(args.cap),
                       "--cap-epochs", str(args.epochs), "--out", str(out), "--device", "cpu", "--threads", "1"])
     if code:
         raise SystemExit(f"the dry run failed (exit {code}); see the table above and the logs in {out}/.jobs")
     rows = []
-    for job, row in zip(jobs.make_jobs("paper", chapter_names=("prequential",), cap_samples=args.cap,
-                                       cap_epochs=args.epochs), jobs.plan_rows(paper)):
+    for job, row in zip(joblist.make_jobs("paper", chapter_names=("prequential",), cap_samples=args.cap,
+                                       cap_epochs=args.epochs), joblist.plan_rows(paper)):
         stored = results.load_file(job.result_file(out))
         with torch_threads(1):
-            rate = jobs.probe_throughput(jobs.Job("prequential", job.dataset, job.model, scale="paper"), "cpu",
+            rate = joblist.probe_throughput(joblist.Job("prequential", job.dataset, job.model, scale="paper"), "cpu",
                                          min_seconds=args.probe_seconds)
         rows.append([job.name, check(job, out), f"{stored.provenance['wall_seconds']:.1f}", f"{stored.kbits:.2f}",
-                     f"{jobs.samples_per_second(stored):,.0f}", f"{rate:,.0f}", f"{row['work'] / rate / 3600:,.1f}"])
+                     f"{runner.samples_per_second(stored):,.0f}", f"{rate:,.0f}", f"{row['work'] / rate / 3600:,.1f}"])
     print(f"\nCPU throughput per model ({torch.get_num_threads()} thread(s) in the probe process):\n")
     print(markdown(["job", "result", "dry-run s", "kbits", "trained samples/s (dry run)", "probe samples/s",
                     "paper planned work at probe rate, CPU h"], rows))

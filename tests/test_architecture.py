@@ -108,8 +108,9 @@ def test_the_runner_names_no_chapter():
     """A new code plugs into the runner through the registry's hooks (mdl_utils.codes), never an edit of it."""
     from mdl_utils import codes
 
-    source = (PACKAGE / "jobs.py").read_text()
-    assert [c.name for c in codes.CHAPTERS if re.search(rf"[\"']{c.name}[\"']", source)] == []
+    for module in ("jobs", "joblist", "runner"):
+        source = (PACKAGE / f"{module}.py").read_text()
+        assert [c.name for c in codes.CHAPTERS if re.search(rf"[\"']{c.name}[\"']", source)] == [], module
 
 
 def test_the_architecture_pages_chapter_table_is_the_registry():

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from mdl_utils import jobs, results
+from mdl_utils import joblist, jobs, results, runner
 from mdl_utils.codes import prequential, switch
 
 from .conftest import ROOT, real_data_root
@@ -41,7 +41,7 @@ def smoke_run(tmp_path_factory):
 
 
 def test_plan_lists_table2_prequential_runs_first_with_their_planned_work():
-    js = jobs.make_jobs("paper")
+    js = joblist.make_jobs("paper")
     assert [j.name for j in js[:7]] == [
         "mnist/prequential/vgg_mnist", "mnist/prequential/mlp", "cifar10/prequential/vgg_cifar_bn",
         "cifar10/prequential/vgg_cifar", "cifar10/prequential/tinycnn", "cifar10/prequential/shallow",
@@ -50,11 +50,11 @@ def test_plan_lists_table2_prequential_runs_first_with_their_planned_work():
     assert chapters.index("switch") == 7 and chapters.index("variational") > chapters.index("switch")
     assert chapters[-1] == "intrinsic_dimension" and "bytes" not in chapters
     # samples x max epochs over the blocks: t_1 2^k below n (t_1 = 8 on MNIST, 10 on CIFAR-10), 50 epochs
-    assert jobs.planned_work(js[0]) == 50 * sum(8 * 2 ** k for k in range(13))
-    assert jobs.planned_work(js[2]) == 50 * sum(10 * 2 ** k for k in range(13))
-    assert jobs.planned_work(jobs.Job("two_part", "mnist", "mlp")) == 60000 * 100
+    assert joblist.planned_work(js[0]) == 50 * sum(8 * 2 ** k for k in range(13))
+    assert joblist.planned_work(js[2]) == 50 * sum(10 * 2 ** k for k in range(13))
+    assert joblist.planned_work(joblist.Job("two_part", "mnist", "mlp")) == 60000 * 100
     # FlopCounterMode counts 2 FLOPs per multiply-add: the mlp's three matrix products on MNIST
-    assert jobs.forward_flops("mlp", (1, 28, 28), 10) == (2 * (784 * 256 + 256 * 256 + 256 * 10),
+    assert joblist.forward_flops("mlp", (1, 28, 28), 10) == (2 * (784 * 256 + 256 * 256 + 256 * 10),
                                                           784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10)
 
 
@@ -70,14 +70,14 @@ def test_plan_cli_prints_the_table_with_estimates(tmp_path):
     ([], True), (["mnist"], True), (["mnist/prequential"], True), (["mnist/prequential/mlp"], True),
     (["*/prequential"], True), (["cifar10"], False), (["mnist/variational"], False), (["cifar10", "mnist"], True)])
 def test_only_patterns(patterns, expected):
-    assert jobs.matches(jobs.Job("prequential", "mnist", "mlp"), patterns) is expected
+    assert joblist.matches(joblist.Job("prequential", "mnist", "mlp"), patterns) is expected
 
 
 def test_run_gives_each_result_bit_for_bit_as_compute_does(smoke_run, results_tmp):
     out, stdout = smoke_run
     assert "block 1/" in stdout and "| done |" in stdout
     for seed in SEEDS:
-        job = jobs.Job("prequential", DATASET, "mlp", seed, "smoke")
+        job = joblist.Job("prequential", DATASET, "mlp", seed, "smoke")
         assert job.result_file(out).name.endswith("-seed1.json" if seed else "-smoke.json")
         stored = results.load_file(job.result_file(out))
         direct = prequential.compute(DATASET, "mlp", "smoke", seed=seed, progress=False)
@@ -86,7 +86,7 @@ def test_run_gives_each_result_bit_for_bit_as_compute_does(smoke_run, results_tm
                               direct.arrays["bits"].astype(np.float32))
     for seed in SEEDS:
         for _, model in switch.runs(DATASET, "smoke"):
-            job = jobs.Job("switch", DATASET, model, seed, "smoke")
+            job = joblist.Job("switch", DATASET, model, seed, "smoke")
             expected = switch.compute(DATASET, model, "smoke", seed=seed, root=out).codelength_bits
             assert results.load_file(job.result_file(out)).codelength_bits == expected
     assert not list((out / "prequential" / ".partial").glob("*.json"))  # finished runs leave no checkpoint
@@ -94,7 +94,7 @@ def test_run_gives_each_result_bit_for_bit_as_compute_does(smoke_run, results_tm
 
 def test_second_run_computes_nothing(smoke_run, capsys):
     out, _ = smoke_run
-    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and jobs.STATE_DIR not in p.parts}
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and runner.STATE_DIR not in p.parts}
     assert jobs.main(smoke_args(out, "--workers", "2", "--budget", "120")) == 0
     table = capsys.readouterr().out
     assert table.count("stored (not run again)") == 2 * (1 + len(switch.runs(DATASET, "smoke")))
@@ -109,46 +109,46 @@ def test_budget_too_small_for_the_planned_work_runs_nothing(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| synthetic/prequential/mlp | skipped: budget |" in printed and "[start]" not in printed
     assert not (out / "prequential").exists()
-    assert json.loads((out / jobs.STATE_DIR / "last_run.json").read_text())[0]["estimate_s"] == pytest.approx(18.9)
+    assert json.loads((out / runner.STATE_DIR / "last_run.json").read_text())[0]["estimate_s"] == pytest.approx(18.9)
 
 
 def test_deadline_stops_a_running_job_which_keeps_its_checkpoint(tmp_path, capfd):
     out = tmp_path / "results"
-    job = jobs.Job("prequential", "synthetic", "mlp", 0, "cpu")
+    job = joblist.Job("prequential", "synthetic", "mlp", 0, "cpu")
     args = ["run", "--scale", "cpu", "--datasets", "synthetic", "--only", "synthetic/prequential/mlp",
             "--out", str(out), "--throughput", "1e12", "--budget", "12", "--threads", "1"]  # ~60 s of work
     assert jobs.main(args) == 0
     printed = capfd.readouterr().out  # the worker's block lines go to the inherited file descriptor
     assert "stopped: deadline" in printed and not job.result_file(out).exists()
     kept = prequential.blocks_done("synthetic", "mlp", "cpu", root=out)
-    assert kept and "block 1/13" in printed and jobs.units_kept(job, out) == len(kept)
-    assert jobs.planned_work(job, out=out) == jobs.planned_work(job) - 20 * sum(kept)
+    assert kept and "block 1/13" in printed and runner.units_kept(job, out) == len(kept)
+    assert joblist.planned_work(job, out=out) == joblist.planned_work(job) - 20 * sum(kept)
 
 
 def test_a_dry_run_states_its_cap_and_never_counts_as_the_real_result(tmp_path):
-    capped = jobs.Job("prequential", "synthetic", "mlp", 0, "paper", cap_samples=100, cap_epochs=1)
-    row = jobs.execute(capped, tmp_path)
+    capped = joblist.Job("prequential", "synthetic", "mlp", 0, "paper", cap_samples=100, cap_epochs=1)
+    row = runner.execute(capped, tmp_path)
     r = results.load_file(capped.result_file(tmp_path))
     assert row["status"] == "done" and r.n == 100 and r.params["epochs"] == 1 and r.scale == "paper"
     assert r.params["override"] == {"cap_samples": 100, "cap_epochs": 1} and r.note.startswith("DRY RUN")
-    assert jobs.is_stored(capped, tmp_path) and not jobs.is_stored(jobs.Job("prequential", "synthetic", "mlp"),
+    assert joblist.is_stored(capped, tmp_path) and not joblist.is_stored(joblist.Job("prequential", "synthetic", "mlp"),
                                                                    tmp_path)
     assert not (tmp_path / "prequential" / ".partial").exists()
     with pytest.raises(ValueError, match="implemented for prequential only, not for two_part"):
-        jobs.make_jobs("paper", chapter_names=("prequential", "two_part"), cap_samples=10)
+        joblist.make_jobs("paper", chapter_names=("prequential", "two_part"), cap_samples=10)
 
 
 def test_probe_measures_a_positive_throughput():
-    assert jobs.probe_throughput(jobs.Job("prequential", "synthetic", "mlp", scale="smoke"), "cpu",
+    assert joblist.probe_throughput(joblist.Job("prequential", "synthetic", "mlp", scale="smoke"), "cpu",
                                  min_seconds=0.0) > 0
-    assert jobs.probe_throughput(jobs.Job("two_part", "synthetic", "mlp", scale="smoke"), "cpu") is None
+    assert joblist.probe_throughput(joblist.Job("two_part", "synthetic", "mlp", scale="smoke"), "cpu") is None
 
 
 def test_errors_are_one_line_and_name_the_fix(capsys):
     assert jobs.main(["plan", "--only", "imagenet"]) == 2
     assert "no job matches --only imagenet; patterns are DATASET[/CHAPTER[/MODEL]]" in capsys.readouterr().err
     with pytest.raises(ValueError, match="MODEL=SAMPLES_PER_S"):
-        jobs.parse_throughput(["vgg=fast"])
+        joblist.parse_throughput(["vgg=fast"])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -194,5 +194,5 @@ def test_slurm_executor_through_submitits_local_executor(tmp_path, results_tmp):
                "--executor", "slurm", "--slurm-cluster", "local", "--gpus", "0", "--time", "5", "--out", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "[submitted] synthetic/prequential/mlp" in proc.stdout and proc.stdout.count("| done |") == 3
-    stored = results.load_file(jobs.Job("prequential", "synthetic", "mlp", 0, "smoke").result_file(out))
+    stored = results.load_file(joblist.Job("prequential", "synthetic", "mlp", 0, "smoke").result_file(out))
     assert stored.codelength_bits == prequential.compute("synthetic", "mlp", "smoke", progress=False).codelength_bits
