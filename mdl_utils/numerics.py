@@ -1,4 +1,4 @@
-"""Portable numerics: the same bits on any x86-64 CPU with AVX2, one switch, on by default.
+"""Portable numerics: the same bits on any x86-64 CPU with AVX2 of one vendor, one switch, on by default.
 
 A decoder must retrain, bit for bit, the models the encoder trained, and a result must be the same number on
 whichever machine reruns it. For one torch build, seed and thread count, three things make float32 training
@@ -9,9 +9,11 @@ differ from one x86-64 CPU to another, and portable numerics fixes each of them:
    choice at AVX2, which every x86-64 CPU since 2013 (Intel Haswell, AMD Zen) has.
 2. MKL (matrix products, and the im2col convolutions below) picks kernels per CPU vendor, model and cache size.
    ``MKL_CBWR=COMPATIBLE`` is the one branch of its conditional numerical reproducibility mode that MKL
-   guarantees on Intel and AMD CPUs alike (SSE2 kernels without the approximate rcpps/rsqrtps instructions,
+   documents for Intel and AMD CPUs alike (SSE2 kernels without the approximate rcpps/rsqrtps instructions,
    fixed cache sizes, deterministic reductions); its AVX2 branch exists on Intel CPUs only (MKL runs its AUTO
    branch elsewhere). It costs about 1.8x in matrix products (measured: benchmarks/bench_numerics.py).
+   Measured, an Intel and an AMD CPU still differ in the last bits under all of this: the CPU vendor is part of
+   the portable environment (:func:`portable_environment`).
 3. oneDNN (torch's "mkldnn" convolutions and bfloat16 products) and NNPACK choose algorithms and blockings per
    CPU, with no reproducibility guarantee across CPUs: both are switched off, so that convolutions go through
    ATen's im2col and MKL's products (the measured cost: ``benchmarks/bench_numerics.py``). bfloat16 autocast then
@@ -89,7 +91,8 @@ def configure(mode: str | None = None) -> None:
 
 
 FAST_HELP = ("native numerics: this CPU's own kernels (oneDNN, AVX-512), faster, but the numbers and files are "
-             "then this kind of CPU's only (default: portable numerics, the same bits on any x86-64 CPU with AVX2)")
+             "then this kind of CPU's only (default: portable numerics, the same bits on any x86-64 CPU with AVX2 "
+             "of one vendor)")
 
 
 def add_option(parser) -> None:
@@ -202,7 +205,31 @@ def environment(device="cpu") -> dict:
         return {"device": "cuda", "numerics": "cuda", "gpu": torch.cuda.get_device_name(device),
                 "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
     s = check()
-    return {"device": "cpu", "numerics": "portable"} if s["mode"] == "portable" else native_environment()
+    return portable_environment() if s["mode"] == "portable" else native_environment()
+
+
+# The CPU vendor whose portable numerics name no vendor: every file and result made before the vendor entered the
+# environment (code version 2) was made on Intel CPUs, and keeps its environment.
+REFERENCE_VENDOR = "GenuineIntel"
+VENDOR_WORDS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon", "CentaurHauls": "VIA"}
+
+
+def portable_environment(vendor: str | None = None) -> dict:
+    """The :func:`environment` of portable numerics on a CPU of ``vendor`` (default: this CPU's ``vendor_id``).
+
+    Portable numerics give the same bits on every x86-64 CPU with AVX2 *of one vendor*: measured, a run on an
+    AMD EPYC differs from the same run on an Intel Xeon in the last float32 bits from the first trained block on
+    (docs/NUMERICS.md), although both report the same kernels (AVX2, MKL's COMPATIBLE branch, no oneDNN). So the
+    vendor enters the environment, except for Intel (:data:`REFERENCE_VENDOR`), whose files predate it.
+    """
+    vendor = vendor or cpu_identity()["vendor"]
+    return {"device": "cpu", "numerics": "portable", **({} if vendor == REFERENCE_VENDOR else {"cpu_vendor": vendor})}
+
+
+def vendor_words(env: dict) -> str:
+    """The CPU vendor of a portable :func:`environment`, in words ("Intel", "AMD")."""
+    vendor = env.get("cpu_vendor", REFERENCE_VENDOR)
+    return VENDOR_WORDS.get(vendor, vendor)
 
 
 def native_environment() -> dict:
@@ -215,10 +242,10 @@ def native_environment() -> dict:
 
 
 def describe(env: dict) -> str:
-    """Words for an :func:`environment`: "portable numerics", "native numerics on AVX512 (GenuineIntel ...)",
+    """Words for an :func:`environment`: "portable numerics (Intel CPUs)", "native numerics on AVX512 (GenuineIntel ...)",
     "CUDA on NVIDIA H200 (CUDA 13.0, cuDNN 92400)"."""
     if env.get("numerics") == "portable":
-        return "portable numerics"
+        return f"portable numerics ({vendor_words(env)} CPUs)"
     if env.get("numerics") == "cuda":
         return f"CUDA on {env.get('gpu')} (CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')})"
     return f"native numerics on {env.get('cpu_isa')} ({env.get('cpu')})"

@@ -390,7 +390,9 @@ def device_description(device: Any) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return (f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} "
+            f"thread{'s' if threads != 1 else ''}")
 
 
 class Stopwatch:
@@ -409,7 +411,7 @@ class Stopwatch:
 def provenance(*, device: Any, stopwatch: Stopwatch, data_source: str, precision: str = "fp32",
                **extra: Any) -> dict[str, Any]:
     """Where a number came from: code version, packages, device, numerics and CPU (:mod:`mdl_utils.numerics`:
-    whether the bits are the same on any x86-64 CPU, or this CPU's own), precision, start time, wall seconds,
+    whether the bits are the same on any x86-64 CPU of its vendor, or this CPU's own), precision, start time, wall seconds,
     data."""
     commit, dirty = git_commit()
     return {

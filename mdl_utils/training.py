@@ -54,7 +54,7 @@ def make_deterministic(tf32: bool = False, device: str | torch.device = "cpu") -
     products and convolutions on CUDA (deterministic too, but other numbers than float32; off unless a recipe
     asks for it, and then recorded: :func:`precision`). On the CPU, torch's kernels are deterministic for a fixed
     thread count; a missing deterministic kernel only warns there. Training on the CPU raises
-    numerics.NumericsError when the numerics asked for (portable by default: the same bits on any x86-64 CPU) are
+    numerics.NumericsError when the numerics asked for (portable by default: the same bits on any x86-64 CPU of one vendor) are
     not in effect."""
     if torch.device(device).type == "cpu":
         numerics.check()

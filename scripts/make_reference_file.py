@@ -1,12 +1,19 @@
-"""Write the labels file that the test suite decodes bit for bit on any x86-64 machine.
+"""Write the references that the test suite reproduces bit for bit on any x86-64 machine of this CPU vendor.
 
     MDL_DATA=../shared/data python scripts/make_reference_file.py
 
-tests/data/mnist-2048-cnn4_warm_short.mdl: the first 2,048 MNIST training labels (order seed 0) with a short
-warm CNN recipe (cnn4_warm's scheme at one epoch and at least five steps per block), in a self-describing file (the recipe travels in
-its header), written with portable numerics. tests/test_numerics.py decodes it with the kernels capped at AVX2 (a
-stand-in for another CPU). Regenerate it, and bump mdl_utils.numerics.CODE_VERSION, after any change that moves
-the bits: the test refuses a file whose code version differs, and any other change fails its per-block checks.
+tests/data/mnist-2048-cnn4_warm_short[-<vendor>].mdl: the first 2,048 MNIST training labels (order seed 0) with a
+short warm CNN recipe (cnn4_warm's scheme at one epoch and at least five steps per block), in a self-describing file
+(the recipe travels in its header), written with portable numerics. tests/test_numerics.py decodes it with the
+kernels capped at AVX2 (a stand-in for another CPU of the vendor) and checks that a machine of another vendor
+refuses it before its first label. Portable numerics hold within one CPU vendor (mdl_utils.numerics), so each
+vendor has its file: no suffix for Intel (numerics.REFERENCE_VENDOR), ``-AuthenticAMD`` for AMD.
+
+tests/data/prequential-first-blocks-<vendor>.npz (not for Intel, whose reference is the stored results): the
+per-sample bits of the first blocks of the MNIST ``mlp`` and ``small_cnn`` prequential runs at cpu scale.
+
+Regenerate them all, and bump mdl_utils.numerics.CODE_VERSION, after any change that moves the bits: the test
+refuses a file whose code version differs, and any other change fails its per-block checks.
 """
 
 from __future__ import annotations
@@ -18,12 +25,38 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mdl_utils import coder, data, scales, training  # noqa: E402  (mdl_utils first: portable numerics)
-from mdl_utils.codes import bytes as B  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mdl_utils import coder, data, numerics, scales, training  # noqa: E402  (mdl_utils first: portable numerics)
+from mdl_utils.bits import per_sample_bits  # noqa: E402
+from mdl_utils.codes import files as B  # noqa: E402
+from mdl_utils.compress import summary  # noqa: E402
 from mdl_utils.codes import prequential as P  # noqa: E402
 
-PATH = ROOT / "tests" / "data" / "mnist-2048-cnn4_warm_short.mdl"
 N = 2048
+FIRST_BLOCKS = {"mlp": 6, "small_cnn": 4}  # blocks of each MNIST cpu-scale run kept as a reference
+
+
+def file_path(vendor: str) -> Path:
+    """The reference labels file of CPU ``vendor`` (a ``vendor_id``: GenuineIntel, AuthenticAMD)."""
+    suffix = "" if vendor == numerics.REFERENCE_VENDOR else f"-{vendor}"
+    return ROOT / "tests" / "data" / f"mnist-2048-cnn4_warm_short{suffix}.mdl"
+
+
+def bits_path(vendor: str) -> Path:
+    return ROOT / "tests" / "data" / f"prequential-first-blocks-{vendor}.npz"
+
+
+def first_blocks(model: str, blocks: int) -> np.ndarray:
+    """Per-sample bits (float32, as results store them) of the first ``blocks`` blocks of the MNIST ``model``
+    prequential run at cpu scale (one torch thread): labels t_1 .. t_{1+blocks} (the first t_1 are sent uniformly)."""
+    train = data.load("mnist", "train", seed=0)
+    recipe = P.settings("cpu").recipe("mnist", model, train.n)
+    chain = P.Chain(train.x, train.K, recipe, "cpu")
+    out = []
+    for t_s, t_next in zip(recipe.timesteps[:blocks], recipe.timesteps[1:blocks + 1]):
+        out.append(per_sample_bits(chain.next_block(train.y[:t_s], t_next), train.y[t_s:t_next]))
+    return np.concatenate(out).astype(np.float32)
 
 
 def reference_recipe() -> P.Recipe:
@@ -34,13 +67,17 @@ def reference_recipe() -> P.Recipe:
 
 
 def main() -> int:
+    vendor = numerics.cpu_identity()["vendor"]
     train = data.load("mnist", "train", seed=0).head(N)
     code = B.PrequentialCode(N, train.K, scales.as_params(reference_recipe()))
     with training.torch_threads(1):
         enc = B.encode(train, code, num_threads=1, describe=True)
-    coder.write(PATH, enc.data)
-    print(f"wrote {PATH.relative_to(ROOT)}")
-    print(B.summary(enc))
+        coder.write(file_path(vendor), enc.data)
+        print(f"wrote {file_path(vendor).relative_to(ROOT)}")
+        print(summary(enc))
+        if vendor != numerics.REFERENCE_VENDOR:
+            np.savez(bits_path(vendor), **{m: first_blocks(m, b) for m, b in FIRST_BLOCKS.items()})
+            print(f"wrote {bits_path(vendor).relative_to(ROOT)}")
     return 0
 
 

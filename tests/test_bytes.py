@@ -397,21 +397,38 @@ def _header_with(encoded, environment: dict) -> coder.Header:
     return dataclasses.replace(f.header, environment_hash=coder.environment_field(environment))
 
 
-@pytest.mark.parametrize("facts, message", [
+@pytest.mark.parametrize("facts, message, needs", [
     ({"device": "cuda", "numerics": "cuda", "gpu": "NVIDIA H200", "cuda": "13.0", "cudnn": 92400},
-     "written on a GPU \\(CUDA\\), and decodes only on the same kind of GPU"),
-    ({"device": "cpu", "numerics": "native", "cpu_isa": "AVX512", "cpu": "AuthenticAMD AMD EPYC 9654"},
-     "native numerics \\(--fast-numerics\\) on another kind of CPU, and decodes only there; this machine: native "),
-    (None, "written with native numerics on this kind of CPU, .* decode with MDL_NUMERICS=native"),
+     "written on a GPU \\(CUDA\\), and decodes only on the same kind of GPU", None),
+    ({"device": "cpu", "numerics": "native", "cpu_isa": "AVX", "cpu": "GenuineIntel Intel(R) Core(TM) i3-540 CPU"},
+     "native numerics \\(--fast-numerics\\) on another kind of CPU, and decodes only there; this machine: native ",
+     None),
+    ("native here", "written with native numerics on this kind of CPU, .* decode with MDL_NUMERICS=native", "native"),
+    ("portable, other vendor", "written with portable numerics on an (Intel|AMD) CPU, and this one is (AMD|Intel|\\w+): "
+     "portable numerics give the same bits within one CPU vendor only; decode on an (Intel|AMD) x86-64 CPU",
+     "portable"),
 ])
-def test_files_of_other_numerics_are_refused_before_any_label(encoded, synth, no_decoding, facts, message):
-    facts = facts or numerics.native_environment()
+def test_files_of_other_numerics_are_refused_before_any_label(encoded, synth, no_decoding, facts, message, needs):
+    if facts == "native here":
+        facts = numerics.native_environment()
+    elif facts == "portable, other vendor":
+        here = numerics.cpu_identity()["vendor"]
+        facts = numerics.portable_environment("AuthenticAMD" if here == "GenuineIntel" else "GenuineIntel")
     header = _header_with(encoded, H.environment(1, facts=facts))
     with pytest.raises(coder.CodingError, match=message) as err:
         H.check_environment(header, 1)
     assert "\n" not in str(err.value)
-    assert H.file_numerics(header, 1) == ("native" if facts["numerics"] == "native" and "AMD" not in facts["cpu"]
-                                          else None)
+    assert H.file_numerics(header, 1) == needs
+
+
+def test_portable_numerics_name_the_cpu_vendor_except_intel():
+    """Files and results made before the vendor entered the environment (all on Intel) keep theirs."""
+    assert numerics.portable_environment("GenuineIntel") == {"device": "cpu", "numerics": "portable"}
+    amd = numerics.portable_environment("AuthenticAMD")
+    assert amd == {"device": "cpu", "numerics": "portable", "cpu_vendor": "AuthenticAMD"}
+    assert coder.environment_field(H.environment(1, facts=amd)) != \
+        coder.environment_field(H.environment(1, facts=numerics.portable_environment("GenuineIntel")))
+    assert numerics.describe(amd) == "portable numerics (AMD CPUs)"
 
 
 def test_a_native_file_decodes_with_native_numerics_only(tmp_path, synth, no_decoding):

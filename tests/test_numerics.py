@@ -1,9 +1,11 @@
-"""Portable numerics (mdl_utils.numerics): the same bits on any x86-64 CPU with AVX2.
+"""Portable numerics (mdl_utils.numerics): the same bits on any x86-64 CPU with AVX2 of one vendor.
 
-The committed references below were computed on another machine than the one running the suite (CI and
-reviewers run on other CPUs): the stored per-sample bits of the MNIST mlp and cnn4_warm runs, and a labels file
-(tests/data, written by scripts/make_reference_file.py). The suite reproduces them bit for bit. The kernel caps
-(MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA) stand in for other CPUs on this one.
+The committed references below were computed on other machines than the one running the suite (CI and
+reviewers run on other CPUs), one set per CPU vendor (Intel and AMD differ in the last bits): for Intel the stored
+per-sample bits of the MNIST mlp and small_cnn runs, for AMD their first blocks in tests/data, and for each a
+labels file (tests/data, written by scripts/make_reference_file.py). The suite reproduces this vendor's references
+bit for bit and checks that the other vendor's file is refused before its first label. The kernel caps
+(MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA) stand in for other CPUs of the vendor on this one.
 """
 
 import dataclasses
@@ -22,7 +24,21 @@ from mdl_utils.codes import prequential as P
 
 from .conftest import ROOT, needs_data, real_data_root
 
-REFERENCE_FILE = ROOT / "tests" / "data" / "mnist-2048-cnn4_warm_short.mdl"
+VENDOR = numerics.cpu_identity()["vendor"]
+OTHER_VENDOR = "AuthenticAMD" if VENDOR == numerics.REFERENCE_VENDOR else numerics.REFERENCE_VENDOR
+
+
+def reference_script():
+    """scripts/make_reference_file.py as a module (where each vendor's references live, and how they were made)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_reference_file", ROOT / "scripts" / "make_reference_file.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+REF = reference_script()
 # Caps that stand in for another CPU, and a user's setting that asks MKL for AVX-512 kernels (it overrides MKL's
 # AVX2 reproducible branch, measured; not the COMPATIBLE one that portable numerics use).
 STAND_INS = ({"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, {"MKL_ENABLE_INSTRUCTIONS": "AVX512"})
@@ -44,7 +60,8 @@ def test_the_suite_runs_with_portable_numerics():
     s = numerics.check()
     assert s["mode"] == "portable" and s["cpu_capability"] == "AVX2" and not s["mkldnn"] and not s["nnpack"]
     assert s["mkl_cbwr"] in ("COMPATIBLE", "unknown")
-    assert numerics.environment("cpu") == {"device": "cpu", "numerics": "portable"}
+    assert numerics.environment("cpu") == numerics.portable_environment(VENDOR)
+    assert ("cpu_vendor" in numerics.environment("cpu")) == (VENDOR != "GenuineIntel")
     assert not torch.backends.mkldnn.enabled
 
 
@@ -97,31 +114,64 @@ def test_the_bits_do_not_move_when_the_kernels_are_capped(one_torch_thread):
     assert here.startswith("portable ") and [r.stdout.strip() for r in runs] == [here] * len(STAND_INS)
 
 
+def committed_bits(model: str, timesteps) -> tuple[np.ndarray, int]:
+    """This vendor's committed per-sample bits of the MNIST ``model`` run and the label index of their first entry:
+    for Intel the stored run (results/), for another vendor the first blocks in tests/data."""
+    if VENDOR == numerics.REFERENCE_VENDOR:
+        stored = results.load("prequential", "mnist", model, "cpu")
+        assert stored.provenance["numerics"] == {"device": "cpu", "numerics": "portable"}
+        assert stored.provenance["cpu"]["vendor"] == VENDOR
+        return results.load_array("prequential", stored, "bits"), 0
+    path = REF.bits_path(VENDOR)
+    if not path.is_file():
+        pytest.skip(f"no committed references for {VENDOR} CPUs: write them with scripts/make_reference_file.py")
+    return np.load(path)[model], timesteps[0]
+
+
 @needs_data
-@pytest.mark.parametrize("model, blocks", [("mlp", 6), ("cnn4_warm", 4)])
+@pytest.mark.parametrize("model, blocks", sorted(REF.FIRST_BLOCKS.items()))
 def test_the_committed_cpu_bits_are_reproduced(one_torch_thread, model, blocks):
-    """The first blocks of the stored MNIST runs (computed with portable numerics, on another machine), bit for bit
-    (stored as float32): the book's numbers are not this machine's only."""
-    stored = results.load("prequential", "mnist", model, "cpu")
-    assert stored.provenance["numerics"] == {"device": "cpu", "numerics": "portable"}
-    committed = results.load_array("prequential", stored, "bits")
+    """The first blocks of an MLP's and a CNN's MNIST run (computed with portable numerics on another machine of
+    this CPU vendor), bit for bit (stored as float32): the book's numbers are not this machine's only."""
     train = data.load("mnist", "train", seed=0)
     recipe = P.settings("cpu").recipe("mnist", model, train.n)
+    committed, first = committed_bits(model, recipe.timesteps)
     chain = P.Chain(train.x, train.K, recipe, "cpu")
     for t_s, t_next in zip(recipe.timesteps[:blocks], recipe.timesteps[1:blocks + 1]):
         bits = per_sample_bits(chain.next_block(train.y[:t_s], t_next), train.y[t_s:t_next])
-        assert np.array_equal(bits.astype(np.float32), committed[t_s:t_next]), t_s
+        assert np.array_equal(bits.astype(np.float32), committed[t_s - first:t_next - first]), t_s
+
+
+def decompress(path, out, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mdl_utils.decompress", str(path), "--out", str(out),
+                           "--no-progress"], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env=fresh_environment(**env, MDL_DATA=str(real_data_root())))
 
 
 @needs_data
 def test_the_committed_labels_file_decodes_exactly_with_capped_kernels(tmp_path):
-    """The shipped file (a warm CNN recipe, 2,048 MNIST labels) decodes to the exact labels on this machine with
-    the kernels capped at AVX2. A change that moves the bits fails here: regenerate the file with
+    """This vendor's shipped file (a warm CNN recipe, 2,048 MNIST labels) decodes to the exact labels on this
+    machine with the kernels capped at AVX2. A change that moves the bits fails here: regenerate the files with
     scripts/make_reference_file.py and bump numerics.CODE_VERSION."""
+    if not REF.file_path(VENDOR).is_file():
+        pytest.skip(f"no committed labels file for {VENDOR} CPUs: write it with scripts/make_reference_file.py")
     out = tmp_path / "labels.npy"
-    run = subprocess.run([sys.executable, "-m", "mdl_utils.decompress", str(REFERENCE_FILE), "--out", str(out),
-                          "--no-progress"], capture_output=True, text=True, timeout=600, cwd=ROOT,
-                         env=fresh_environment(**STAND_INS[0], MDL_DATA=str(real_data_root())))
+    run = decompress(REF.file_path(VENDOR), out, **STAND_INS[0])
     assert run.returncode == 0, run.stderr
     assert np.array_equal(np.load(out), data.load("mnist", "train", seed=0).y[:2048].numpy())
     assert "labels CRC-32 OK" in run.stdout
+
+
+@needs_data
+def test_the_other_vendors_labels_file_is_refused_before_its_first_label(tmp_path):
+    """Portable numerics hold within one CPU vendor: the other vendor's file is refused from its header, in one
+    line naming both vendors, and no label is written."""
+    path = REF.file_path(OTHER_VENDOR)
+    if not path.is_file():
+        pytest.skip(f"no committed labels file for {OTHER_VENDOR} CPUs")
+    out = tmp_path / "labels.npy"
+    run = decompress(path, out)
+    assert run.returncode != 0 and not out.exists()
+    theirs, here = (numerics.vendor_words(numerics.portable_environment(v)) for v in (OTHER_VENDOR, VENDOR))
+    assert f"written with portable numerics on an {theirs} CPU, and this one is {here}" in run.stderr, run.stderr
+    assert run.stderr.strip().count("\n") == 0

@@ -11,7 +11,7 @@ from importlib.metadata import version
 import numpy as np
 import torch
 
-from .. import coder, numerics
+from .. import coder, models, numerics
 from ..checkpoint import digest
 from ..coder import CodingError
 
@@ -33,15 +33,18 @@ def inputs_description(dataset) -> dict:
     class names, not its path: a copy, another spelling of the path or a symlink holds the same inputs), split,
     size, order, K, SHA-256 of x."""
     folder = dataset.name not in coder.DATASET_IDS
-    return {"name": "image folder" if folder else dataset.name, **({"classes": list(dataset.classes)} if folder
+    return {"name": "own data" if folder else dataset.name, **({"classes": list(dataset.classes)} if folder
                                                                    else {}),
             "split": dataset.split, "n": dataset.n, "K": dataset.K, "order_seed": dataset.seed,
             "inputs_sha256": digest(dataset.x)}
 
 
 def recipe_description(code) -> dict:
-    """The agreed settings of a code (hashed into the header): its name and its settings/recipes as JSON."""
-    return {"code": code.name, "settings": code.settings}
+    """The agreed settings of a code (hashed into the header): its name and its settings/recipes as JSON, and the
+    source fingerprints of the registered networks it trains (a decoder whose function differs refuses the file)."""
+    nets = [r.model for r in getattr(code, "recipes", [])] or [(code.settings or {}).get("model")]
+    own = {n: models.fingerprint(n) for n in nets if n and models.fingerprint(n)}
+    return {"code": code.name, "settings": code.settings, **({"networks": own} if own else {})}
 
 
 def full_description(dataset, code, num_threads: int, device: str = "cpu") -> dict:
@@ -114,6 +117,8 @@ def check_environment(header: coder.Header, num_threads: int, device: str = "cpu
         return
     theirs = coder.numerics_of(header.environment_hash)
     fix = _numerics_fix(header, mine, num_threads)
+    if theirs == mine["numerics"] == "portable":
+        _check_vendor(header, mine)
     if header.description is not None:
         raise CodingError(f"other environment: {_differences(header.description['environment'], mine)}; {fix}")
     if theirs != mine["numerics"]:
@@ -128,6 +133,20 @@ def check_environment(header: coder.Header, num_threads: int, device: str = "cpu
                       f"constriction {mine['constriction']}, code version {mine['code_version']}, "
                       f"{numerics.describe(mine)}); decode with the encoder's versions, or ask for a self-describing "
                       "file (--describe) that names them")
+
+
+def _check_vendor(header: coder.Header, mine: dict) -> None:
+    """Refuse a file written with portable numerics on another CPU vendor's machine (portable numerics hold within
+    one vendor: numerics.portable_environment), naming both vendors and the fix."""
+    for vendor in numerics.VENDOR_WORDS:
+        facts = numerics.portable_environment(vendor)
+        if facts == {k: mine[k] for k in ("device", "numerics", "cpu_vendor") if k in mine}:
+            continue
+        if any(coder.environment_field(environment(t, facts=facts)) == header.environment_hash for t in range(1, 65)):
+            theirs, here = numerics.vendor_words(facts), numerics.vendor_words(mine)
+            raise CodingError(f"the file was written with portable numerics on an {theirs} CPU, and this one is "
+                              f"{here}: portable numerics give the same bits within one CPU vendor only; decode on "
+                              f"an {theirs} x86-64 CPU with AVX2")
 
 
 def _numerics_fix(header: coder.Header, mine: dict, num_threads: int) -> str:

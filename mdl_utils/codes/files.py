@@ -22,7 +22,7 @@ the epoch e in 0..E_s, sent uniformly, then the labels with the model after
 epoch e, App. E.2), with the settings of their chapters at a scale.
 Determinism: Bob's models equal Alice's bit for bit with the same torch build,
 code version and thread count, under portable numerics on any x86-64 CPU with
-AVX2 (:mod:`mdl_utils.numerics`); with native numerics (``--fast-numerics``) on
+AVX2 of the encoder's vendor (:mod:`mdl_utils.numerics`); with native numerics (``--fast-numerics``) on
 the encoder's kind of CPU only; on CUDA on the same GPU and CUDA/cuDNN versions
 only. The header's environment field makes Bob check all of it before he decodes
 anything (:mod:`mdl_utils.codes.file_header` names the difference), a check symbol per
@@ -46,7 +46,8 @@ from tqdm import tqdm
 from .. import coder, data, scales
 from ..bits import per_sample_bits, total, uniform_bits
 from ..coder import CodingError
-from ..models import ARCHITECTURES, build
+from .. import models
+from ..models import build
 from ..training import predict_logits, torch_threads
 from . import prequential, switch, two_part
 from .chains import Chains
@@ -401,7 +402,7 @@ def _matching_model(header: coder.Header, dataset) -> str | None:
     """The model (run) name whose recipe at the header's scale has the file's recipe hash (single-model codes)."""
     if header.code in ("uniform", "switch") or header.scale is None:
         return None
-    for model in [*ARCHITECTURES, *prequential.settings(header.scale).recipes]:
+    for model in [*models.names(), *prequential.settings(header.scale).recipes]:
         code = code_for(header.code, dataset.name, header.n, dataset.K, model, header.scale, header.seed)
         if coder.short_hash(recipe_description(code), coder.HASH_BYTES["recipe"]) == header.recipe_hash:
             return model

@@ -323,10 +323,18 @@ def mixture_result(runs_: list[CodeResult], per_sample: list[np.ndarray], s: Set
         params={**scales.as_params(s), "strategies": labels, "timesteps": steps, "switch_rate": "alpha_t = 1/(t+1)",
                 "from_scale": runs_[0].scale},
         provenance=provenance(device="cpu", stopwatch=sw, data_source=runs_[0].provenance["data_source"],
-                              prequential_commits=sorted({r.provenance.get("git_commit") or "" for r in runs_})),
+                              prequential_commits=sorted({r.provenance.get("git_commit") or "" for r in runs_}),
+                              numerics=inherited_numerics(runs_)),
         note=f"switch mixture over {', '.join(labels)} (per-sample updates); the last block's best model is "
              f"{labels[seq[-1]]}",
     )
+
+
+def inherited_numerics(runs_: Sequence[CodeResult]) -> dict | None:
+    """The numerics of a code computed from stored prequential bits: its runs' (None for runs from before portable
+    numerics), or {"numerics": "mixed"} when they differ; never this process's, which computed no bit of them."""
+    envs = [r.provenance.get("numerics") for r in runs_]
+    return envs[0] if all(e == envs[0] for e in envs) else {"numerics": "mixed"}
 
 
 def self_switch_result(r: CodeResult) -> CodeResult:
@@ -344,6 +352,6 @@ def self_switch_result(r: CodeResult) -> CodeResult:
                 "epochs_run": r.curves["epochs_run"]},
         params={"timesteps": steps, "from_scale": r.scale},
         provenance=provenance(device="cpu", stopwatch=sw, data_source=r.provenance["data_source"],
-                              prequential_commit=r.provenance.get("git_commit")),
+                              prequential_commit=r.provenance.get("git_commit"), numerics=inherited_numerics([r])),
         note="per block, the epoch (0 = untrained) whose model encodes it best; log2(epochs run + 1) bits each",
     )
