@@ -5,7 +5,7 @@ transmission order, unless --n says fewer) into a file with one of the book's
 codes (mdl_utils.codes.bytes), with the settings of that code's chapter at
 --scale, and prints how many labels it encodes, the computed codelength, the
 file size and the time. Portable numerics by default: the file decodes on any
-x86-64 CPU with AVX2 (mdl_utils.numerics); --fast-numerics trades that for this
+x86-64 CPU with AVX2 of the encoder's vendor (mdl_utils.numerics); --fast-numerics trades that for this
 CPU's own kernels. The output path is checked before any work; the file is
 written at the end, atomically. Exits non-zero with a one-line error on any
 problem, and with one line on Ctrl-C.
@@ -29,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m mdl_utils.compress", description=__doc__.split("\n\n")[1])
     ap.add_argument("output", help="the labels file to write, e.g. labels.mdl")
     ap.add_argument("--code", required=True, choices=files.CODES)
-    ap.add_argument("--dataset", required=True, help="mnist, cifar10, synthetic or folder:<path>")
+    ap.add_argument("--dataset", required=True, help="mnist, cifar10, synthetic, folder:<path>, npz:<path> or a registered dataset (MDL_PLUGINS)")
     ap.add_argument("--model", default=None, help="the model (a run of the prequential chapter) of the prequential, "
                                                   "two_part or self_switch code, e.g. mlp, mlp_warm; the switch "
                                                   "code's models, e.g. mlp-small_cnn")
@@ -75,7 +75,9 @@ FLOOR_NOTE = ("; the payload is shorter than the computed codelength because the
 
 def _where_it_decodes(env: dict) -> str:
     """Where a file written in ``env`` decodes (with the same versions and thread count)."""
-    return {"portable": "on any x86-64 CPU with AVX2", "native": "only on this kind of CPU, with native numerics",
+    if env.get("numerics") == "portable":
+        return f"on any {numerics.vendor_words(env)} x86-64 CPU with AVX2"
+    return {"native": "only on this kind of CPU, with native numerics",
             "cuda": "only on this kind of GPU, with the same CUDA and cuDNN"}.get(env.get("numerics"), "?")
 
 

@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import packs
+from . import arrays, packs
 from .datafiles import DataUnavailableError, cache_dir, data_root, offline_error, standardize  # noqa: F401 (API)
 from .folders import list_image_folder, load_folder_split, load_image_folder
 from .packs import PACK_MAX_MIB, load_pack, parse_idx
@@ -345,12 +345,12 @@ def write_pack(name: str, dest: str | os.PathLike, root: str | os.PathLike | Non
     if name not in PACKABLE:
         raise ValueError(f"cannot pack {name!r}; choose from {', '.join(PACKABLE)}")
     return packs.write_pack(name, BUILT_IN[name].packer, dest, data_root(root), max_mib)
-NAMES = (*BUILT_IN, "folder:<path>")
+NAMES = (*BUILT_IN, "folder:<path>", "npz:<path>")
 
 
 def is_name(name: str) -> bool:
-    """Whether ``name`` names a dataset: a built-in one, or ``folder:<path>``."""
-    return isinstance(name, str) and (name in BUILT_IN or name.startswith("folder:"))
+    """Whether ``name`` names a dataset: a built-in one, ``folder:<path>``, ``npz:<path>`` or a registered one."""
+    return isinstance(name, str) and (name in BUILT_IN or name.startswith("folder:") or arrays.is_name(name))
 
 
 def info(name: str, root: str | os.PathLike | None = None) -> Info:
@@ -368,9 +368,11 @@ def train_size(name: str, n_train: int | None, root: str | os.PathLike | None = 
 
 
 def label(name: str) -> str:
-    """A dataset's name for readers: MNIST, CIFAR-10, an image folder's own name."""
+    """A dataset's name for readers: MNIST, CIFAR-10, an image folder's or an npz file's own name."""
     if name.startswith("folder:"):
         return Path(name.split(":", 1)[1].rstrip("/")).name or name
+    if arrays.is_name(name):
+        return arrays.label(name)
     return BUILT_IN[name].label if name in BUILT_IN else name
 
 
@@ -468,6 +470,8 @@ def load(
         download = not os.environ.get("MDL_OFFLINE")
     if name.startswith("folder:"):
         x, y, classes, source, true_bits = load_folder_split(name, split)
+    elif arrays.is_name(name):
+        x, y, classes, source, true_bits = arrays.load_split(name, split)
     else:
         x, y, classes, source, true_bits = _load_split(name, split, str(data_root(root)), bool(download))
     size = int(y.shape[0])
@@ -482,12 +486,18 @@ def load(
 
 
 
+def has_test_split(name: str) -> bool:
+    """Whether dataset ``name`` has a test split (arrays need not have one; the others do)."""
+    return not arrays.is_name(name) or arrays.has_split(name, "test")
+
+
 def splits(name: str, settings, *, seed: int | None = 0, root: str | os.PathLike | None = None
-           ) -> tuple[Dataset, Dataset]:
+           ) -> tuple[Dataset, Dataset | None]:
     """The training and test splits of dataset ``name`` at a chapter's settings (their ``n_train`` and ``n_test``
-    first samples; None: the whole split), each in the transmission order drawn from ``seed``."""
-    return (load(name, "train", root=root, n=settings.n_train, seed=seed),
-            load(name, "test", root=root, n=settings.n_test, seed=seed))
+    first samples; None: the whole split), each in the transmission order drawn from ``seed``; the test split is
+    None for arrays without one."""
+    test = load(name, "test", root=root, n=settings.n_test, seed=seed) if has_test_split(name) else None
+    return load(name, "train", root=root, n=settings.n_train, seed=seed), test
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mdl_utils.data pack DEST``: write one data pack per dataset and print a line for each."""

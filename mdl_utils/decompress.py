@@ -44,8 +44,10 @@ def bobs_inputs(header: coder.Header, dataset: str | None, root: str | None) -> 
     """The first n inputs, in the file's transmission order, of the dataset Bob names (else the file's)."""
     name = dataset or header.dataset
     if name is None:
-        raise coder.CodingError("the file holds labels of a dataset without a short name (an image folder); "
-                                "name it as Alice did: --dataset folder:<path>")
+        alice = ((header.description or {}).get("inputs") or {}).get("path")
+        raise coder.CodingError("the file holds labels of your own dataset (an image folder, arrays or a registered "
+                                "name); name it as Alice did: --dataset "
+                                + (alice or "folder:<path>, npz:<path> or the registered name"))
     inputs = data.load(name, "train", root=root, seed=header.seed)
     if inputs.n < header.n:
         raise coder.CodingError(f"{name} has {inputs.n:,} training samples but the file holds {header.n:,} labels; "

@@ -10,10 +10,17 @@ without batch norm (not supported there).
 
 Dropout between fully connected layers uses p = 0.5: the paper states 0.5 for
 the VGG networks; its value for the other networks was lost in extraction.
+
+Your own network: :func:`register` a function ``(input_shape, num_classes) ->
+nn.Module`` under a name, and every code, chapter, command line and job takes
+that name like a built-in one (initialized from the seed as they are; Bayesian
+versions, for the variational code, exist for the built-in architectures only).
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 from typing import Callable
 
@@ -139,20 +146,98 @@ class GlobalAvgPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=(2, 3), keepdim=True)
 
+# ------------------------------------------------------------ your own networks
+
+CUSTOM: dict[str, Callable[[tuple, int], nn.Module]] = {}  # name -> (input_shape, num_classes) -> nn.Module
+
+
+def register(name: str, fn: Callable[[tuple, int], nn.Module] | None = None):
+    """Register ``fn(input_shape, num_classes) -> nn.Module`` as model ``name`` (also as a decorator:
+    ``@register("mynet")``). Alice and Bob must register the same function under the same name: a labels file
+    holds a fingerprint of its source (:func:`fingerprint`) and a decoder with another one refuses it."""
+    if not isinstance(name, str) or not name or "-" in name or name in ARCHITECTURES:
+        raise ValueError(f"model name {name!r}: give a new name without '-' (not a built-in one: "
+                         f"{', '.join(sorted(ARCHITECTURES))})")
+
+    def add(f: Callable[[tuple, int], nn.Module]) -> Callable[[tuple, int], nn.Module]:
+        if not callable(f):
+            raise ValueError(f"register({name!r}, ...) needs a function (input_shape, num_classes) -> nn.Module")
+        CUSTOM[name] = f
+        return f
+
+    return add if fn is None else add(fn)
+
+
+def known(name: str) -> bool:
+    """Whether ``name`` is a model: a built-in architecture or a registered network."""
+    return name in ARCHITECTURES or name in CUSTOM
+
+
+def names() -> list[str]:
+    """Every model name, built-in and registered."""
+    return sorted([*ARCHITECTURES, *CUSTOM])
+
+
+def fingerprint(name: str) -> str | None:
+    """The SHA-256 (16 hex digits) of a registered network's source code (its qualified name when the source is not
+    readable); None for a built-in architecture."""
+    if name not in CUSTOM:
+        return None
+    fn = CUSTOM[name]
+    try:
+        text = inspect.getsource(fn)
+    except (OSError, TypeError):
+        text = getattr(fn, "__qualname__", repr(fn))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _custom(name: str, shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
+    """A registered network, built under ``seed``; a one-line ValueError when it is not an nn.Module."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = CUSTOM[name](tuple(shape), int(num_classes))
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"the registered model {name!r} returned {type(net).__name__}, not a torch.nn.Module; "
+                         "its function must build and return the network")
+    return net
+
+
+def output_misfit(net: nn.Module, input_shape: tuple[int, ...], num_classes: int) -> str | None:
+    """Why ``net`` does not map a batch of inputs of ``input_shape`` to (batch, num_classes) logits, or None."""
+    try:
+        with torch.no_grad():
+            out = net.eval()(torch.zeros(2, *input_shape))
+    except Exception as e:  # a user's network: any error is the answer
+        return f"it fails on inputs of shape {tuple(input_shape)}: {type(e).__name__}: {' '.join(str(e).split())}"
+    finally:
+        net.train()
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return (f"it returns {got} for a batch of 2 inputs, not (2, {num_classes}): it must return one logit per "
+                "class for each input")
+    return None
+
+
 def _specs(name: str, input_shape, num_classes: int) -> list[Spec]:
     if name not in ARCHITECTURES:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(names())}, or register yours "
+                         "(mdl_utils.models.register)")
     return ARCHITECTURES[name][0](tuple(input_shape), int(num_classes))
 
 
 def build(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int = 0, *,
-          bayesian: bool = False, init_sigma: float = 1e-3) -> nn.Sequential:
+          bayesian: bool = False, init_sigma: float = 1e-3) -> nn.Module:
     """Model ``name`` for inputs of ``input_shape`` (without batch axis), initialized from ``seed``.
 
     ``bayesian=True``: the same layers with Gaussian posteriors N(mu, softplus(rho)^2), means at PyTorch's
     default initialization and widths ``init_sigma`` (the variational code, Sec. 3.3).
     """
     shape = tuple(int(s) for s in input_shape)
+    if name in CUSTOM:
+        if bayesian:
+            raise ValueError(f"{name!r} is a registered network: Bayesian versions (the variational code) exist for "
+                             f"the built-in architectures only ({', '.join(sorted(ARCHITECTURES))})")
+        return _custom(name, shape, num_classes, seed)
     layers = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -169,6 +254,11 @@ def misfit(name: str, input_shape: tuple[int, ...]) -> str | None:
     """Why architecture ``name`` does not accept inputs of ``input_shape`` (e.g. lenet needs images >= 16 x 16),
     None when it does."""
     shape = tuple(int(s) for s in input_shape)
+    if name in CUSTOM:
+        try:
+            return output_misfit(_custom(name, shape, 2, 0), shape, 2)
+        except ValueError as e:
+            return str(e)
     try:
         for spec in _specs(name, shape, 2):
             shape = _out_shape(spec, shape)

@@ -176,11 +176,17 @@ def prequential_panels(results: Sequence[CodeResult], title: str = "") -> plt.Fi
         kw = dict(marker="o", ms=3, ls="--" if r.params.get("warm_start") else "-", color=colors.get(arch))
         line, = ax_bits.plot(c["t_start"], c["bits_per_sample"], label=r.model, **kw)
         kw["color"] = colors.setdefault(arch, line.get_color())
-        ax_acc.plot(c["t_start"], c["test_accuracy"], **kw)
+        if _measured(c.get("test_accuracy")):
+            ax_acc.plot(c["t_start"], c["test_accuracy"], **kw)
         ax_diff.plot(c["cum_t"], [b / 1000 for b in c["cum_minus_uniform"]], **kw)
         ax_ratio.plot(c["cum_t"], c["cum_ratio"], **kw)
     return _finish_learning_panels(fig, results, "bits per sample, next block", "test accuracy",
                                    "samples transmitted so far", title)
+
+
+def _measured(values) -> bool:
+    """Whether a curve has at least one measured value (no test split: test accuracies are absent or None)."""
+    return values is not None and any(v is not None for v in values)
 
 
 def _block_series(r: CodeResult):
@@ -213,7 +219,7 @@ def switch_panels(results: Sequence[CodeResult], title: str = "") -> plt.Figure:
         cum_uniform = np.cumsum(sizes) * math.log2(r.K)
         ax_diff.plot(t_end, (np.cumsum(bits_) - cum_uniform) / 1000, **kw)
         ax_ratio.plot(t_end, np.cumsum(bits_) / cum_uniform, **kw)
-        if acc is not None:
+        if acc is not None and np.isfinite(acc).sum() > 1:
             ax_acc.plot(t_end, acc, **kw)
     return _finish_learning_panels(fig, results, "bits per sample of the block", "test accuracy",
                                    "samples transmitted (end of block)", title)
@@ -229,6 +235,7 @@ def _learning_panels():
 def _finish_learning_panels(fig, results, bits_label: str, acc_label: str, xlabel: str, title: str):
     """Labels, log scales, uniform levels, title and legend of the 2 x 2 learning panels (Figures 2 and 3)."""
     ax_bits, ax_diff, ax_acc, ax_ratio = fig.axes
+    accuracy = bool(ax_acc.get_lines())
     if results:
         k = results[0].K
         ax_bits.axhline(math.log2(k), color=COLORS["uniform"], ls=":", label="uniform code")
@@ -238,8 +245,13 @@ def _finish_learning_panels(fig, results, bits_label: str, acc_label: str, xlabe
     ax_acc.set_ylabel(acc_label)
     ax_diff.set_ylabel("cumulative minus uniform (kbits)")
     ax_ratio.set_ylabel("cumulative compression ratio")
+    if not accuracy:  # a dataset without a test split
+        ax_acc.text(0.5, 0.5, "no test split:\nno test accuracy", ha="center", va="center",
+                    transform=ax_acc.transAxes, color="0.4")
+        ax_acc.set_xticks([])
     for ax in fig.axes:
-        ax.set_xscale("log")
+        if accuracy or ax is not ax_acc:
+            ax.set_xscale("log")
     ax_acc.set_xlabel(xlabel)
     ax_ratio.set_xlabel(xlabel)
     if title:

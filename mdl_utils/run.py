@@ -227,7 +227,7 @@ def stop_kernel(km) -> None:
 def checkpoint_labels(notebook: str | Path, scale: str, raw: dict[str, str]) -> dict[str, str]:
     """File stem -> "<dataset>/<model>" of the checkpoints this run may write (its datasets, any architecture,
     its scale and seed); {} when the parameters do not check."""
-    from .models import ARCHITECTURES
+    from . import models
     from .results import result_path
 
     try:
@@ -236,9 +236,9 @@ def checkpoint_labels(notebook: str | Path, scale: str, raw: dict[str, str]) -> 
     except ValueError:  # RunError included: the run itself reports it
         return {}
     seed = params["seed"] if isinstance(params.get("seed"), int) else 0
-    models = set(ARCHITECTURES) | set(params.get("models") or [])
+    names = set(models.names()) | set(params.get("models") or [])
     return {result_path("x", ds, m, scale, seed=seed).stem: f"{ds}/{m}"
-            for ds in params.get("datasets") or [] for m in models}
+            for ds in params.get("datasets") or [] for m in names}
 
 
 def chapter_folder(notebook: str | Path) -> Path:

@@ -118,7 +118,7 @@ def networks(name: str, entry: str, dataset: str, scale: str) -> list[str]:
     module = _module(name)
     if hasattr(module, "networks"):
         return list(module.networks(entry, dataset, scale))
-    return [entry] if entry in models.ARCHITECTURES else []
+    return [entry] if models.known(entry) else []
 
 
 def misfit(name: str, entry: str, dataset: str, scale: str, shape: tuple[int, ...]) -> str | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import checkpoint, data, scales
-from ..models import ARCHITECTURES
+from .. import models
 from ..results import CodeResult, result_path
 from ..training import resolve_device, torch_threads
 from .algorithm2 import (WARM_SEED_STRIDE, Chain, Recipe, UniformModel, chain_state_files,  # noqa: F401 (the API)
@@ -94,9 +94,9 @@ class Settings:
         samples of ``dataset``."""
         overrides = dict(self.recipes.get(model, {}))
         arch = overrides.pop("model", model)
-        if arch not in ARCHITECTURES:
-            raise ValueError(f"unknown run {model!r}; give an architecture (Algorithm 2: "
-                             f"{', '.join(sorted(ARCHITECTURES))}) or a named recipe ({', '.join(sorted(self.recipes))})")
+        if not models.known(arch):
+            raise ValueError(f"unknown run {model!r}; give a model (Algorithm 2: {', '.join(models.names())}; yours: "
+                             f"mdl_utils.models.register) or a named recipe ({', '.join(sorted(self.recipes))})")
         t1 = self.first_step.get(dataset, self.first_step_default)
         base = Recipe(model=arch, timesteps=tuple(default_timesteps(n, t1)),
                       epochs=self.epochs_by_model.get(arch, self.epochs), batch_size=self.batch_size, lr=self.lr,

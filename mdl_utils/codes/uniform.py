@@ -56,7 +56,13 @@ def code_of(model: str) -> str:
 
 
 def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    return [(dataset, m) for m in (models or settings(scale).models)]
+    """The uniform code, and the held-out Shannon curve of each model when the dataset has a test split (arrays
+    need not: then only the uniform code, and a line says why)."""
+    names = list(models or settings(scale).models)
+    if not data.has_test_split(dataset) and any(m != "uniform" for m in names):
+        print(f"{dataset}: no test split (x_test, y_test): the held-out Shannon curves need one; only the uniform code")
+        names = [m for m in names if m == "uniform"]
+    return [(dataset, m) for m in names]
 
 
 def compute(dataset: str, model: str, scale: str, *, seed: int = 0, device: str = "auto",
