@@ -6,7 +6,7 @@ the reduced scales are overrides of single fields in that module's ``SCALES``
 dict (the shape of minGPT's ``get_default_config``):
 
 * ``paper``: the paper's models and schedules, meant for a GPU (no overrides);
-* ``cpu``: a reduced reproduction that a 2-core CPU finishes in well under an hour per chapter;
+* ``cpu``: a reduced reproduction that a 2-core CPU finishes in minutes per chapter, hours for the prequential CNNs;
 * ``smoke``: seconds; tests and CI.
 
 ``resolve(Settings, SCALES, scale)`` gives the settings of a scale; a result

@@ -75,3 +75,49 @@ def test_chapter_pages_show_parameters_and_the_compute_call_only(built_book_html
     shown = [cell for cell in cells if not {"tag_hide-input", "tag_remove-input"} & set(cell.get("class", []))]
     assert len(shown) <= 2 and len(cells) > len(shown), [cell.get_text(" ", strip=True)[:80] for cell in shown]
     assert "chapters.get_all" in shown[-1].get_text(), "the visible call must be the one that computes the code"
+
+
+def test_bibliography_labels_are_author_year_with_accents_kept():
+    """book/_ext/authoryear.py: the list's labels read as the text's citations do; same labels get a, b."""
+    import importlib.util
+
+    from pybtex.database import Entry, Person
+
+    spec = importlib.util.spec_from_file_location("authoryear", ROOT / "book" / "_ext" / "authoryear.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def entry(year, *authors):
+        return Entry("article", fields={"year": year, "title": "t"}, persons={"author": [Person(a) for a in authors]})
+
+    entries = [entry("2007", "Grünwald, Peter D."), entry("1993", "Hinton, Geoffrey E.", "van Camp, Drew"),
+               entry("2012", "van Erven, Tim", "Grünwald, Peter", "de Rooij, Steven"),
+               entry("2018", "Blier, Léonard"), entry("2018", "Blier, Léonard")]
+    assert list(mod.AuthorYearLabels().format_labels(entries)) == [
+        "Grünwald, 2007", "Hinton and van Camp, 1993", "van Erven et al., 2012", "Blier, 2018a", "Blier, 2018b"]
+
+
+def test_the_bibliography_page_lists_author_year_labels(built_book_html):
+    page = BeautifulSoup((built_book_html / "book" / "bibliography.html").read_text(encoding="utf-8"), "html.parser")
+    text = page.get_text(" ").replace("\xa0", " ")
+    assert "Grünwald, 2007" in text and "Blier and Ollivier, 2018" in text, text[:500]
+
+
+def test_each_inline_script_is_kept_once():
+    """book/_ext/dedupe_scripts.py: sphinx-thebe's inline config came twice (filename None, then ""), a
+    SyntaxError for the second `const`; scripts that differ in a body or attribute all stay."""
+    import importlib.util
+
+    from sphinx.builders.html._assets import _JavaScript
+
+    spec = importlib.util.spec_from_file_location("dedupe_scripts", ROOT / "book" / "_ext" / "dedupe_scripts.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    scripts = [_JavaScript(None, body="const A = 1"), _JavaScript("x.js"), _JavaScript("", body="const A = 1"),
+               _JavaScript(None, body="const B = 1"), _JavaScript("x.js", priority=600),
+               _JavaScript("x.js", **{"async": "async"})]
+    builders_list = list(scripts)
+    context = {"script_files": builders_list}
+    mod._unique_scripts(None, "page", "page.html", context, None)
+    assert context["script_files"] is builders_list  # later extensions add to the builder's list (MathJax)
+    assert builders_list == [scripts[0], scripts[1], scripts[3], scripts[5]]

@@ -30,6 +30,7 @@ WIDTH, HEIGHT = 1400, 3000  # a desktop window; the content column is what the t
 TOLERANCE_PX = 2
 MIN_FIGURE_SCALE = 0.75  # a figure shown smaller than this (a legend wider than the axes) shrinks its fonts
 MIN_WINDOW = 500  # headless Chromium's narrowest window
+PHONE = 400  # a phone held upright
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -38,6 +39,10 @@ CHROMIUM_FLAGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND",  # offline: a CDN script would fail to load, as for an offline reader
     "--virtual-time-budget=10000",
 ]
+
+# Inserted first in the <head> of a copy of each page: the script errors a reader's console would show.
+ERRORS_JS = ('<script>window.__pageErrors = []; addEventListener("error", function (e) { if (e.message) '
+             'window.__pageErrors.push(e.message); });</script>')
 
 # Appended to a copy of each page: once MathJax has typeset and fonts are in, write the widths onto <body>.
 MEASURE_JS = """
@@ -61,8 +66,22 @@ MEASURE_JS = """
     b.setAttribute("data-table-count", tables.length);
     b.setAttribute("data-widest-table-overflow", worst === null ? 0 : Math.round(worst));
     b.setAttribute("data-widest-table", info);
+    var cut = 0, cutWhat = "";  // wider than the window, with no scrolling box around it: cut off
+    document.querySelectorAll("table, img, svg, pre, mjx-container, figure").forEach(function (el) {
+      var over = el.getBoundingClientRect().right - window.innerWidth;
+      if (over <= cut) return;
+      for (var p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+        var ox = getComputedStyle(p).overflowX;
+        if (ox === "auto" || ox === "scroll") return;
+      }
+      cut = over; cutWhat = "<" + el.tagName.toLowerCase() + "> ends " + Math.round(over) + " px past a " +
+        window.innerWidth + " px window";
+    });
+    b.setAttribute("data-cut-off", Math.round(cut));
+    b.setAttribute("data-cut-off-what", cutWhat);
     b.setAttribute("data-page-height", document.documentElement.scrollHeight);
     b.setAttribute("data-viewport-height", window.innerHeight);
+    b.setAttribute("data-page-errors", (window.__pageErrors || []).join(" | "));
     b.setAttribute("data-browser-check", "done");
     if (window.parent !== window) {  // in make screenshots' phone-width frame: tell the frame's page
       var d = {};
@@ -104,7 +123,7 @@ def render(page: Path, chromium: str, width: int = WIDTH, height: int = HEIGHT, 
     """
     html = page.read_text(encoding="utf-8")
     base = f'<base href="{page.parent.resolve().as_uri()}/">'
-    html = re.sub(r"<head(\s[^>]*)?>", lambda m: m.group(0) + base, html, count=1)
+    html = re.sub(r"<head(\s[^>]*)?>", lambda m: m.group(0) + base + ERRORS_JS, html, count=1)
     html = html.replace("</body>", MEASURE_JS + "</body>") if "</body>" in html else html + MEASURE_JS
     with tempfile.TemporaryDirectory(prefix="browsercheck-", ignore_cleanup_errors=True) as tmp:
         target = Path(tmp) / page.name
@@ -144,8 +163,11 @@ def _around(text: str, i: int) -> str:
     return "…" + text[max(0, i - 40):i + 40].strip() + "…"
 
 
-def page_problems(dom: str) -> list[str]:
-    """What a reader would see wrong on a rendered page (the DOM as Chromium dumps it)."""
+def page_problems(dom: str, width: int = WIDTH) -> list[str]:
+    """What a reader would see wrong on a rendered page (the DOM as Chromium dumps it), `width` px wide.
+
+    On a desktop no table may be wider than the content column; on a phone (below MIN_WINDOW) a table,
+    figure or formula may be wider than the screen if it scrolls sideways, but nothing may be cut off."""
     soup = BeautifulSoup(dom, "html.parser")
     problems = []
     math = [el for el in soup.find_all(["span", "div"]) if "math" in _classes(el)]
@@ -168,21 +190,25 @@ def page_problems(dom: str) -> list[str]:
     if stderr:
         problems.append(f"a stderr/traceback output block: {stderr[0].get_text(' ', strip=True)[:120]!r}")
     body = soup.body or soup
+    if body.get("data-page-errors"):
+        problems.append(f"a script error in the console: {body['data-page-errors'][:160]!r}")
     if body.get("data-browser-check") != "done":
         problems.append("the width check did not run (page scripts failed or timed out)")
-    elif int(body.get("data-widest-table-overflow", "0")) > TOLERANCE_PX:
+    elif width >= MIN_WINDOW and int(body.get("data-widest-table-overflow", "0")) > TOLERANCE_PX:
         problems.append(f"a table overflows the content column by {body['data-widest-table-overflow']} px "
                         f"({body.get('data-widest-table')})")
+    if int(body.get("data-cut-off", "0")) > TOLERANCE_PX:
+        problems.append(f"cut off at this width, no sideways scrolling: {body.get('data-cut-off-what')}")
     if float(body.get("data-smallest-figure-scale", "1")) < MIN_FIGURE_SCALE:
         problems.append(f"a figure is shown at {float(body['data-smallest-figure-scale']):.0%} of its size, its "
                         f"text shrunk with it ({body.get('data-smallest-figure')}): make it narrower")
     return problems
 
 
-def check_page(page: Path, html_dir: Path, chromium: str) -> list[tuple[str, str]]:
-    name = str(page.relative_to(html_dir))
+def check_page(page: Path, html_dir: Path, chromium: str, width: int = WIDTH) -> list[tuple[str, str]]:
+    name = f"{page.relative_to(html_dir)} at {width} px"
     try:
-        return [(name, p) for p in page_problems(render(page, chromium))]
+        return [(name, p) for p in page_problems(render(page, chromium, width=width), width)]
     except Exception as exc:  # a page that does not load is a finding, reported with the others
         return [(name, f"could not be rendered: {exc}")]
 
@@ -198,7 +224,8 @@ GOOD = """<html><head></head><body data-browser-check="done" data-widest-table-o
 
 BAD = """<html><head></head><body data-browser-check="done" data-widest-table-overflow="120"
  data-widest-table="920 px in a 800 px column" data-smallest-figure-scale="0.500"
- data-smallest-figure="1600 px shown at 800 px"><article role="main">
+ data-smallest-figure="1600 px shown at 800 px" data-cut-off="168"
+ data-cut-off-what="&lt;img&gt; ends 168 px past a 400 px window"><article role="main">
 <p>$$x$$ and <span class="math notranslate nohighlight">\\(n \\log_2 K\\)</span> as in {cite}`blier2018description`.</p>
 <div class="cell_output"><div class="output stderr"><pre>Traceback (most recent call last):
   File "x.py", line 1
@@ -214,7 +241,7 @@ def test_checker_flags_a_bad_page():
     problems = "\n".join(page_problems(BAD))
     for expected in ["not typeset by MathJax", "raw LaTeX delimiters", "raw citation", "traceback in an output",
                      "stderr/traceback output block", "overflows the content column by 120 px",
-                     "figure is shown at 50% of its size"]:
+                     "figure is shown at 50% of its size", "cut off at this width, no sideways scrolling: <img>"]:
         assert expected in problems, (expected, problems)
     assert "width check did not run" in "\n".join(page_problems("<html><body><p>x</p></body></html>"))
 
@@ -227,6 +254,27 @@ def test_width_check_measures_in_a_real_browser(chromium, tmp_path):
     assert body["data-browser-check"] == "done"
     assert 280 <= int(body["data-widest-table-overflow"]) <= 320, body.attrs
     assert any("overflows the content column" in p for p in page_problems(str(body)))
+
+
+def test_a_cut_off_figure_is_caught_at_phone_width(chromium, tmp_path):
+    """A figure wider than a phone with no scrolling box around it is cut off; in one that scrolls it is not."""
+    img = '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" style="width:560px;max-width:none;height:10px">'
+    page = tmp_path / "cut.html"
+    page.write_text(f'<html><head></head><body><article role="main"><p>x</p>{img}</article></body></html>')
+    problems = page_problems(render(page, chromium, width=PHONE), PHONE)
+    assert any("cut off" in p and "<img> ends" in p for p in problems), problems
+    page.write_text(f'<html><head></head><body><article role="main"><div style="overflow-x:auto">{img}</div>'
+                    '</article></body></html>')
+    assert page_problems(render(page, chromium, width=PHONE), PHONE) == []
+
+
+def test_a_script_error_is_caught_in_a_real_browser(chromium, tmp_path):
+    """The book's old console error: an inline script declaring a const twice."""
+    page = tmp_path / "twice.html"
+    script = '<script>const THEBE_JS_URL = "x";</script>'
+    page.write_text(f'<html><head>{script}{script}</head><body><article role="main"><p>x</p></article></body></html>')
+    problems = page_problems(render(page, chromium))
+    assert any("script error" in p and "THEBE_JS_URL" in p for p in problems), problems
 
 
 # --- the book ---------------------------------------------------------------------------------
@@ -250,11 +298,12 @@ def test_navigation_links_and_names(built_book_html):
     assert "Peter D. Grünwald" in bib.get_text(" ").replace("\xa0", " ")
 
 
-def test_every_page_reads_well_in_a_browser(chromium, built_book_html):
+@pytest.mark.parametrize("width", [WIDTH, PHONE])
+def test_every_page_reads_well_in_a_browser(chromium, built_book_html, width):
     pages = book_pages(built_book_html)
     assert len(pages) >= 10, pages
     with ThreadPoolExecutor(max_workers=2) as pool:
-        found = [f for fs in pool.map(lambda p: check_page(p, built_book_html, chromium), pages) for f in fs]
+        found = [f for fs in pool.map(lambda p: check_page(p, built_book_html, chromium, width), pages) for f in fs]
     assert not found, f"{len(found)} problem(s) on {len({p for p, _ in found})} of {len(pages)} pages:\n" + \
         "\n".join(f"  {page}: {problem}" for page, problem in found)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdl_utils import coder, data, models, training
+from mdl_utils import coder, data, models, results, training
 from mdl_utils.bits import per_sample_bits, total
 from mdl_utils.codes import algorithm2 as A
 from mdl_utils.codes import prequential as P
@@ -356,6 +356,27 @@ def test_per_epoch_logits_of_a_warm_chain_are_the_recorded_epoch_bits(synth):
 
 
 def test_an_unknown_run_lists_architectures_and_named_recipes():
-    with pytest.raises(ValueError, match="unknown run 'nosuch'; give an architecture \\(Algorithm 2: cnn4, .*\\) or a "
-                                         "named recipe \\(cnn4_cold, .*mlp_warm.*\\)"):
+    with pytest.raises(ValueError, match="unknown run 'nosuch'; give a model \\(Algorithm 2: .*cnn4, .*; yours: "
+                                         "mdl_utils.models.register\\) or a named recipe \\(cnn4_cold, .*mlp_warm.*\\)"):
         P.settings("cpu").recipe("mnist", "nosuch", 100)
+
+
+def test_calibration_effect_adds_up_block_by_block():
+    """The summary's "bits saved" is the stored total difference, and equals the per-block savings summed;
+    a block counts as costing bits exactly when its calibrated bits/sample exceed the raw ones."""
+    from mdl_utils.tables.prequential import calibration_effect
+    curves = {"t_start": [0, 8, 16], "t_end": [8, 16, 32], "temperature": [1.0, 2.0, 0.5],
+              "bits_per_sample_uncalibrated": [3.0, 2.0, 1.0], "bits_per_sample": [3.0, 1.5, 1.25]}
+    r = results.CodeResult("prequential", "mnist", "probe", "smoke", 32, 10, 44.0, curves=curves,
+                           parts={"bits_uncalibrated": 24.0 + 16.0 + 16.0, "bits_calibrated": 24.0 + 12.0 + 20.0})
+    assert calibration_effect(r) == {"blocks": 3, "t_min": 0.5, "t_max": 2.0, "saved_bits": 0.0, "blocks_costing": 1}
+    checked = 0
+    for stored in results.stored("prequential", code="prequential"):
+        if "bits_per_sample_uncalibrated" not in stored.curves:
+            continue
+        c, e = stored.curves, calibration_effect(stored)
+        per_block = sum((u - b) * (t1 - t0) for u, b, t0, t1 in zip(c["bits_per_sample_uncalibrated"],
+                                                                    c["bits_per_sample"], c["t_start"], c["t_end"]))
+        assert e["saved_bits"] == pytest.approx(per_block, rel=1e-9, abs=1e-6), (stored.dataset, stored.model)
+        checked += 1
+    assert checked >= 5

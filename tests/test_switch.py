@@ -141,3 +141,29 @@ def test_self_switch_only_for_runs_that_record_their_epochs(monkeypatch):
     monkeypatch.setitem(P.SCALES, "smoke", {**P.SCALES["smoke"], "models": {"mnist": ("mlp", "quiet")},
                                             "recipes": {"quiet": {"model": "mlp", "record_epochs": False}}})
     assert S.runs("mnist", "smoke") == [("mnist", "switch-mlp-quiet-uniform"), ("mnist", "mlp")]
+
+
+def test_switch_gain_notes_bound_the_block_sequences_saving_by_hand(tmp_path, monkeypatch):
+    """Two runs on 4 labels in blocks [0,2) and [2,4), K = 4 (uniform: 4 bits a block): run a costs 3 + 1 bits,
+    run b 1 + 2, so b is the best single run (3 bits), and a beats it on the second block only, by 1 bit: the
+    sentence says so, with the mixture's saving (1 - 2.7/3) and the paper's (1 - 4.05/4.1)."""
+    from mdl_utils import results
+    from mdl_utils.tables.prequential import epoch_choice_words, switch_gain_notes
+
+    monkeypatch.setenv("MDL_RESULTS", str(tmp_path))
+    runs = []
+    for name, bits in (("a", [1.5, 1.5, 0.5, 0.5]), ("b", [0.5, 0.5, 1.0, 1.0])):
+        r = results.CodeResult("prequential", "mnist", name, "cpu", 4, 4, float(sum(bits)),
+                               arrays={"bits": np.array(bits)})
+        results.save(r, "prequential")
+        runs.append(r)
+    sw = results.CodeResult("switch", "mnist", "switch-a-b-uniform", "cpu", 4, 4, 2.7, params={"timesteps": [2, 4]})
+    (note,) = switch_gain_notes(runs, [sw])
+    assert switch_gain_notes({("mnist", "a"): runs[0], ("mnist", "b"): runs[1], ("mnist", "c"): None},
+                             {("mnist", "switch"): sw}) == [note]  # the chapter passes its dicts
+    assert "10.0% shorter than the best single run (b, 0.00 kbits)" in note and "switch saved 1%" in note
+    assert "beats b on 1 of its 2 blocks, by 1 bits in all (33.3%)" in note
+    assert epoch_choice_words([1, 2, 3, None], [1, 3, 2, 4]) == (
+        "self-switch kept early stopping's evaluation on 1 of 3 blocks, and chose an earlier one on 1 and a later "
+        "one on 1.")
+    assert epoch_choice_words([2], [2]) == "self-switch kept early stopping's evaluation on 1 of 1 blocks."

@@ -69,7 +69,13 @@ def bytes_against_chapters(results: Mapping, seed: int = 0) -> None:
             ok = payload - r.parts.get("check_bits", 0) <= 1.001 * chapter.codelength_bits + 32
             sentences.append(
                 f"{label(r.dataset)} / {r.model}: computed {computed:,.1f} bits, the {counterpart[0]} chapter stored "
-                f"{chapter.codelength_bits:,.1f} (relative difference {computed / chapter.codelength_bits - 1:+.1e}); "
+                f"{chapter.codelength_bits:,.1f} ({_agreement(computed, chapter.codelength_bits)}); "
                 f"the payload, {payload:,.0f} bits with {r.parts.get('check_bits', 0):,.0f} bits of per-block checks, "
                 f"is {'within' if ok else 'NOT within'} 0.1% + 32 bits of it besides the checks.")
     say(*sentences)
+
+
+def _agreement(computed: float, stored: float) -> str:
+    """How two codelengths of the same code agree, in words: the same number, or how many bits apart."""
+    gap = computed - stored
+    return "the same number" if gap == 0 else f"{abs(gap):.2g} bits apart: floating-point summation order"

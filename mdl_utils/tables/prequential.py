@@ -3,12 +3,16 @@ runs block by block, the recipes' ablation and gains) and the switch codes."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from typing import Any, Mapping, Sequence
-from .paper import paper_kbits
+from .paper import paper_kbits, paper_reference
 from .render import (_seconds, display_markdown, done, label, n_column, numerics_column, say, scale_column, scale_words, show)
 
 
 from ..formats import bits, kbits, markdown, percent, ratio
+from .. import results
 from ..results import CodeResult
 
 
@@ -31,6 +35,36 @@ def prequential_table(results: Mapping) -> None:
     recipes = {r.model: prequential_recipe_words(r.params) for r in done(results)}
     if recipes:
         display_markdown("Recipes:\n\n" + "\n".join(f"- `{name}`: {words}" for name, words in recipes.items()))
+
+
+def calibration_effect(r: CodeResult) -> dict[str, Any]:
+    """What forward calibration did to one prequential run (chapter 6, "What calibration does"), from its
+    per-block curves: the temperatures fitted, the bits saved in all (uncalibrated minus calibrated total) and
+    the blocks where calibration cost bits (calibrated bits/sample above the raw ones)."""
+    c = r.curves
+    sizes = [t1 - t0 for t0, t1 in zip(c["t_start"], c["t_end"])]
+    changes = [(u - b) * n for u, b, n in zip(c["bits_per_sample_uncalibrated"], c["bits_per_sample"], sizes)]
+    return {"blocks": len(sizes), "t_min": min(c["temperature"]), "t_max": max(c["temperature"]),
+            "saved_bits": r.parts["bits_uncalibrated"] - r.parts["bits_calibrated"],
+            "blocks_costing": sum(change < 0 for change in changes)}
+
+
+def calibration_summary(results: Mapping) -> None:
+    """Chapter 6: one row per prequential run: the range of fitted temperatures, the bits calibration saved in
+    all, and on how many blocks it cost bits (the per-block tables follow, folded)."""
+    def temps(r):
+        e = calibration_effect(r)
+        return f"{e['t_min']:.2f} to {e['t_max']:.2f}"
+
+    def costing(r):
+        e = calibration_effect(r)
+        return f"{e['blocks_costing']} of {e['blocks']}"
+
+    show(results, [("temperatures T", temps), ("bits saved", lambda r: f"{calibration_effect(r)['saved_bits']:+,.1f}"),
+                   ("blocks where it cost bits", costing), scale_column()],
+         caption="Forward calibration per run: the softmax temperatures fitted over the blocks (T > 1 softens, "
+                 "T < 1 sharpens), the bits it saved over the whole code (negative: cost) and the number of "
+                 "blocks it made longer.")
 
 
 def calibration_table(r: CodeResult) -> None:
@@ -71,7 +105,7 @@ def switch_table(preq: Sequence[CodeResult], switched: Sequence[CodeResult]) -> 
 
 def switch_notes(results: Mapping) -> None:
     """Chapter 7: each switch code's best block sequence (which run encodes from which label on), and each
-    self-switch code's chosen evaluation per block beside the one early stopping kept."""
+    self-switch code's chosen evaluations, in words (:func:`epoch_choice_words`)."""
     sentences = []
     for r in done(results):
         if r.code == "switch":
@@ -79,9 +113,53 @@ def switch_notes(results: Mapping) -> None:
             sentences.append(f"{label(r.dataset)}, best block sequence: " + ", ".join(
                 f"{name} from label {starts[i]:,}" for i, name in r.curves["best_sequence"]) + ".")
         else:
-            sentences.append(f"{label(r.dataset)} / {r.model}: self-switch epochs {r.curves['chosen_epoch']}; "
-                             f"early stopping kept {r.curves['early_stopping_epoch']}.")
+            sentences.append(f"{label(r.dataset)} / {r.model}: "
+                             + epoch_choice_words(r.curves["chosen_epoch"], r.curves["early_stopping_epoch"]))
     say(*sentences)
+
+
+def epoch_choice_words(chosen: Sequence[int], kept: Sequence[int]) -> str:
+    """A self-switch's choices against early stopping's, block by block, as a sentence: on how many blocks it
+    chose the same evaluation, an earlier one or a later one."""
+    pairs = [(c, k) for c, k in zip(chosen, kept) if c is not None and k is not None]
+    same = sum(c == k for c, k in pairs)
+    earlier = sum(c < k for c, k in pairs)
+    later = len(pairs) - same - earlier
+    parts = [f"an earlier one on {earlier}" if earlier else "", f"a later one on {later}" if later else ""]
+    other = " and ".join(p for p in parts if p)
+    return (f"self-switch kept early stopping's evaluation on {same} of {len(pairs)} blocks"
+            + (f", and chose {other}." if other else "."))
+
+
+def switch_gain_notes(preq: Mapping | Sequence[CodeResult], switched: Mapping | Sequence[CodeResult]) -> list[str]:
+    """Chapter 7: why switching saves as much or as little as it does, per dataset: the switch mixture's saving over
+    the best single run, beside the paper's (Table 2's switch against its prequential code), and the most any block
+    sequence could save: sum over blocks of (best run's bits - the fewest bits any run or the uniform code spent on
+    that block), before the sequence's description cost. Switching needs a block where another model beats the
+    best one (the catch-up phenomenon); where there is none, it has nothing to gain."""
+    notes = []
+    for r in (x for x in done(switched) if x.code == "switch"):
+        runs = [p for p in done(preq) if p.dataset == r.dataset and p.code == "prequential" and p.n == r.n]
+        if not runs:
+            continue
+        best = min(runs, key=lambda p: p.codelength_bits)
+        edges = [0, *r.params["timesteps"]]
+        blocks = np.array([[b[t0:t1].sum() for t0, t1 in zip(edges, edges[1:])]
+                           for b in (results.load_array("prequential", p, "bits") for p in runs)])
+        uniform = np.diff(edges) * math.log2(r.K)
+        fewest, own = np.minimum(blocks.min(axis=0), uniform), blocks[runs.index(best)]
+        most, beaten = (own - fewest).sum(), int((fewest < own).sum())
+        saving = 1 - r.codelength_bits / best.codelength_bits
+        refs = [paper_reference(code, r.dataset, "2") for code in ("switch", "prequential")]
+        paper = (f"; the paper's switch saved {1 - refs[0]['kbits'] / refs[1]['kbits']:.0%} over its prequential "
+                 "code" if all(refs) else "")  # none for the user's own datasets
+        notes.append(f"{label(r.dataset)}: the switch mixture is {saving:.1%} shorter than the best single run "
+                     f"({best.model}, {kbits(best.codelength_bits, 2)} kbits){paper}. Another of our {len(runs)} "
+                     "runs, or the uniform code, beats "
+                     f"{best.model} on {beaten} of its {len(own)} blocks, by {most:,.0f} bits in all "
+                     f"({most / best.codelength_bits:.1%}): the most a block sequence could save, before paying for "
+                     "its description.")
+    return notes
 
 
 def prequential_recipe_words(p: Mapping[str, Any]) -> str:

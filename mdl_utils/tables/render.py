@@ -25,7 +25,8 @@ BOOK_SCALES = ("paper", "cpu")  # preferred first; smoke runs never enter the bo
 NOT_COMPUTED = "not computed yet"
 
 
-Column = tuple  # (header, function of a CodeResult) or (header, function, "fold"): fold into the caption if constant
+Column = tuple  # (header, function of a CodeResult) or (header, function, "fold"): fold into the caption if constant;
+#                 "caption": always in the caption, naming the rows of each value when they differ
 
 
 def codelength_kbits(r: CodeResult, everything: Sequence[CodeResult] = ()) -> str:
@@ -73,11 +74,12 @@ def say(*sentences: str) -> None:
         display_markdown("\n\n".join(sentences))
 
 
-def _fold(header: list[str], rows: list[list], foldable: list[bool], groups: Sequence[str] | None = None
-          ) -> tuple[list[str], list[list], list[str]]:
+def _fold(header: list[str], rows: list[list], foldable: list[bool | str], groups: Sequence[str] | None = None,
+          row_labels: Sequence[str] | None = None) -> tuple[list[str], list[list], list[str]]:
     """Move the foldable columns whose value is the same in every row into caption phrases (cells that are None,
     a missing result's, do not count); one whose value is the same within each group (``groups``: a label per row,
-    e.g. its dataset) goes there too, one value per group ("labels n: 60,000 (MNIST), 50,000 (CIFAR-10)")."""
+    e.g. its dataset) goes there too, one value per group ("labels n: 60,000 (MNIST), 50,000 (CIFAR-10)"); one
+    marked "caption" always goes there, its rows (``row_labels``) named per value when the values differ."""
     keep, notes = [], []
     for i, name in enumerate(header):
         cells = [(g, str(r[i])) for r, g in zip(rows, groups or [""] * len(rows)) if r[i] is not None]
@@ -86,6 +88,13 @@ def _fold(header: list[str], rows: list[list], foldable: list[bool], groups: Seq
             notes += [f"{name}: {cells[0][1]}"] if cells[0][1] else []
         elif foldable[i] and len(cells) > len(per_group) and all(len(v) == 1 for v in per_group.values()):
             notes.append(f"{name}: " + ", ".join(f"{next(iter(v))} ({g})" for g, v in per_group.items()))
+        elif foldable[i] == "caption" and cells:
+            labels = row_labels or [str(r[0]) for r in rows]
+            values: dict[str, list[str]] = {}
+            for r, lab in zip(rows, labels):
+                if r[i] is not None:
+                    values.setdefault(str(r[i]), []).append(lab)
+            notes.append(f"{name}: " + "; ".join(f"{v} for {', '.join(labs)}" for v, labs in values.items()))
         else:
             keep.append(i)
     return [header[i] for i in keep], [[r[i] for i in keep] for r in rows], notes
@@ -102,10 +111,11 @@ def show(results: Mapping[Any, CodeResult | None] | Sequence[CodeResult | None],
     keys = keys or ((("dataset", lambda k: label(k[0])), ("model", lambda k: k[1], "fold"))
                     if isinstance(results, Mapping) else ())
     header = [c[0] for c in (*keys, *columns)]
-    foldable = [len(c) > 2 and c[2] == "fold" for c in (*keys, *columns)]
+    foldable = [len(c) > 2 and c[2] for c in (*keys, *columns)]
     rows = [[k[1](key if r is None else (r.dataset, r.model)) for k in keys]
             + ([c[1](r) for c in columns] if r is not None else [None] * len(columns)) for key, r in items]
-    header, rows, notes = _fold(header, rows, foldable, [row[0] for row in rows] if keys else None)
+    labels = [" / ".join(str(v) for v in row[:len(keys)]) for row in rows] if keys else None
+    header, rows, notes = _fold(header, rows, foldable, [row[0] for row in rows] if keys else None, labels)
     rows = _fill_missing(rows)
     text = markdown(header, rows, with_notes(caption, notes))
     if render:
@@ -155,19 +165,23 @@ def scale_column() -> Column:
 
 
 def numerics_words(r: CodeResult) -> str:
-    """Where a result's bits hold (its provenance's numerics, mdl_utils.numerics): "portable (the same bits on any
-    x86-64 CPU with AVX2)", the native CPU, or the GPU; a result from before portable numerics says so."""
+    """Where a result's bits hold, in a few words (its provenance's numerics, mdl_utils.numerics; docs/NUMERICS.md):
+    "portable (Intel x86-64 with AVX2)" (the vendor: mdl_utils.numerics.portable_environment), this CPU kind or this GPU
+    kind only; a result from before portable numerics says so."""
     env = r.provenance.get("numerics")
     if not env:
-        return "native, recorded before portable numerics (this CPU's bits only)"
+        return "this CPU only (before portable numerics)"
     if env.get("numerics") == "portable":
-        return "portable (the same bits on any x86-64 CPU with AVX2)"
-    return f"{numerics.describe(env)} (this kind of {'GPU' if env.get('numerics') == 'cuda' else 'CPU'} only)"
+        return f"portable ({numerics.vendor_words(env)} x86-64 with AVX2)"
+    if env.get("numerics") == "mixed":
+        return "mixed (from runs of different numerics)"
+    return f"this {'GPU' if env.get('numerics') == 'cuda' else 'CPU'} kind only"
 
 
 def numerics_column() -> Column:
-    """A result's numerics in words (:func:`numerics_words`), folded into the caption when the same for all."""
-    return ("numerics", numerics_words, "fold")
+    """A result's numerics in words (:func:`numerics_words`), in the caption: once when the same for all, else
+    naming the rows of each kind."""
+    return ("numerics", numerics_words, "caption")
 
 
 def n_column(name: str = "labels n") -> Column:
