@@ -94,8 +94,7 @@ def summary(enc: files.Encoded) -> str:
         f"overhead: {enc.file_bits - enc.codelength_bits:+,.1f} bits (payload alone "
         f"{enc.payload_bits + enc.model_bits - enc.codelength_bits:+,.1f}, of which per-block checks "
         f"{enc.check_bits:,})" + (FLOOR_NOTE if enc.payload_bits + enc.model_bits < enc.codelength_bits else ""),
-        f"numerics: {numerics.describe(d['environment'])} (the file decodes "
-        f"{_where_it_decodes(d['environment'])})",
+        f"numerics: {numerics.describe(d['environment'])}; the file decodes {_where_it_decodes(d['environment'])}",
         f"encode time: {enc.seconds:.2f} s ({d['environment']['num_threads']} torch thread(s))",
     ])
 

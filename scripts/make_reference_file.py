@@ -2,7 +2,8 @@
 
     MDL_DATA=../shared/data python scripts/make_reference_file.py
 
-tests/data/mnist-2048-cnn4_warm_short[-<vendor>].mdl: the first 2,048 MNIST training labels (order seed 0) with a
+tests/data/mnist-<N>-cnn4_warm_short[-<vendor>].mdl: the first N MNIST training labels (order seed 0; N = 1,024, the
+Intel file of an earlier version has 2,048) with a
 short warm CNN recipe (cnn4_warm's scheme at one epoch and at least five steps per block), in a self-describing file
 (the recipe travels in its header), written with portable numerics. tests/test_numerics.py decodes it with the
 kernels capped at AVX2 (a stand-in for another CPU of the vendor) and checks that a machine of another vendor
@@ -33,14 +34,18 @@ from mdl_utils.codes import files as B  # noqa: E402
 from mdl_utils.compress import summary  # noqa: E402
 from mdl_utils.codes import prequential as P  # noqa: E402
 
-N = 2048
+N = 1024  # labels in the file: a decode of about 15 s on one core (files of an earlier version have 2,048)
 FIRST_BLOCKS = {"mlp": 6, "small_cnn": 4}  # blocks of each MNIST cpu-scale run kept as a reference
 
 
-def file_path(vendor: str) -> Path:
-    """The reference labels file of CPU ``vendor`` (a ``vendor_id``: GenuineIntel, AuthenticAMD)."""
+def file_path(vendor: str, n: int | None = None) -> Path:
+    """The reference labels file of CPU ``vendor`` (a ``vendor_id``: GenuineIntel, AuthenticAMD) with ``n`` labels;
+    by default the one in tests/data (N labels, or 2,048 for a file of an earlier version)."""
     suffix = "" if vendor == numerics.REFERENCE_VENDOR else f"-{vendor}"
-    return ROOT / "tests" / "data" / f"mnist-2048-cnn4_warm_short{suffix}.mdl"
+    if n is None:
+        earlier = file_path(vendor, 2048)
+        return earlier if earlier.is_file() and not file_path(vendor, N).is_file() else file_path(vendor, N)
+    return ROOT / "tests" / "data" / f"mnist-{n}-cnn4_warm_short{suffix}.mdl"
 
 
 def bits_path(vendor: str) -> Path:
@@ -60,8 +65,7 @@ def first_blocks(model: str, blocks: int) -> np.ndarray:
 
 
 def reference_recipe() -> P.Recipe:
-    """cnn4_warm (prequential.RECIPES) on 2,048 labels, one epoch and at least five steps per block (a decode of
-    about ten seconds on one core)."""
+    """cnn4_warm (prequential.RECIPES) on N labels, one epoch and at least five steps per block."""
     r = P.settings("cpu").recipe("mnist", "cnn4_warm", N, seed=0)
     return dataclasses.replace(r, epochs=1, min_steps=5, record_epochs=False)
 
@@ -72,8 +76,9 @@ def main() -> int:
     code = B.PrequentialCode(N, train.K, scales.as_params(reference_recipe()))
     with training.torch_threads(1):
         enc = B.encode(train, code, num_threads=1, describe=True)
-        coder.write(file_path(vendor), enc.data)
-        print(f"wrote {file_path(vendor).relative_to(ROOT)}")
+        file_path(vendor, 2048).unlink(missing_ok=True)  # an earlier version's file
+        coder.write(file_path(vendor, N), enc.data)
+        print(f"wrote {file_path(vendor, N).relative_to(ROOT)}")
         print(summary(enc))
         if vendor != numerics.REFERENCE_VENDOR:
             np.savez(bits_path(vendor), **{m: first_blocks(m, b) for m, b in FIRST_BLOCKS.items()})

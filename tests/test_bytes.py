@@ -458,3 +458,21 @@ def test_a_payload_below_the_computed_codelength_says_why(encoded):
     assert "2^-24" not in compress.summary(enc)
     floored = dataclasses.replace(enc, codelength_bits=enc.payload_bits + 100.0)
     assert "costs at most 24 bits in the file" in compress.summary(floored)
+
+
+def test_a_file_is_compared_with_its_chapter_only_under_the_same_numerics():
+    """Chapter 9 calls a gap between a file's computed codelength and its chapter's 'summation order' only when
+    both ran the same numerics and code version; another CPU vendor's run is named as such."""
+    from mdl_utils.results import CodeResult
+    from mdl_utils.tables import bytes as T
+
+    def run(**provenance):
+        return CodeResult("prequential", "mnist", "mlp", "cpu", 10, 10, 1.0, provenance=provenance)
+
+    intel = run(numerics={"device": "cpu", "numerics": "portable"}, code_version=2)
+    amd = run(numerics=numerics.portable_environment("AuthenticAMD"), code_version=2)
+    assert T._same_numerics(intel, run(**intel.provenance))
+    assert not T._same_numerics(intel, amd)
+    assert not T._same_numerics(intel, run(numerics=intel.provenance["numerics"], code_version=1))
+    assert T._agreement(3.0, 3.0) == "the same number"
+    assert T._agreement(3.0, 3.0 + 2e-12).endswith("floating-point summation order")
