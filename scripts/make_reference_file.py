@@ -10,7 +10,7 @@ kernels capped at AVX2 (a stand-in for another CPU of the vendor) and checks tha
 refuses it before its first label. Portable numerics hold within one CPU vendor (mdl_utils.numerics), so each
 vendor has its file: no suffix for Intel (numerics.REFERENCE_VENDOR), ``-AuthenticAMD`` for AMD.
 
-tests/data/prequential-first-blocks-<vendor>.npz (not for Intel, whose reference is the stored results): the
+tests/data/prequential-first-blocks-<vendor>.json (not for Intel, whose reference is the stored results): the
 per-sample bits of the first blocks of the MNIST ``mlp`` and ``small_cnn`` prequential runs at cpu scale.
 
 Regenerate them all, and bump mdl_utils.numerics.CODE_VERSION, after any change that moves the bits: the test
@@ -20,6 +20,7 @@ refuses a file whose code version differs, and any other change fails its per-bl
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -49,7 +50,17 @@ def file_path(vendor: str, n: int | None = None) -> Path:
 
 
 def bits_path(vendor: str) -> Path:
-    return ROOT / "tests" / "data" / f"prequential-first-blocks-{vendor}.npz"
+    return ROOT / "tests" / "data" / f"prequential-first-blocks-{vendor}.json"
+
+
+def write_bits(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Per-sample bits as text: each run's float32 values, little-endian, in hex (bit-exact, diffable)."""
+    path.write_text(json.dumps({k: a.astype("<f4").tobytes().hex() for k, a in arrays.items()}, indent=1) + "\n")
+
+
+def read_bits(path: Path) -> dict[str, np.ndarray]:
+    """What :func:`write_bits` wrote."""
+    return {k: np.frombuffer(bytes.fromhex(h), dtype="<f4") for k, h in json.loads(path.read_text()).items()}
 
 
 def first_blocks(model: str, blocks: int) -> np.ndarray:
@@ -81,7 +92,7 @@ def main() -> int:
         print(f"wrote {file_path(vendor, N).relative_to(ROOT)}")
         print(summary(enc))
         if vendor != numerics.REFERENCE_VENDOR:
-            np.savez(bits_path(vendor), **{m: first_blocks(m, b) for m, b in FIRST_BLOCKS.items()})
+            write_bits(bits_path(vendor), {m: first_blocks(m, b) for m, b in FIRST_BLOCKS.items()})
             print(f"wrote {bits_path(vendor).relative_to(ROOT)}")
     return 0
 

@@ -128,7 +128,7 @@ def committed_bits(model: str, timesteps) -> tuple[np.ndarray, int]:
     path = REF.bits_path(VENDOR)
     if not path.is_file():
         pytest.skip(f"no committed references for {VENDOR} CPUs: write them with scripts/make_reference_file.py")
-    return np.load(path)[model], timesteps[0]
+    return REF.read_bits(path)[model], timesteps[0]
 
 
 @needs_data

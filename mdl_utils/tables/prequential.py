@@ -12,8 +12,7 @@ from .render import (_seconds, display_markdown, done, label, n_column, numerics
 
 
 from ..formats import bits, kbits, markdown, percent, ratio
-from .. import results
-from ..results import CodeResult
+from ..results import CodeResult, load_array
 
 
 def prequential_table(results: Mapping) -> None:
@@ -145,7 +144,7 @@ def switch_gain_notes(preq: Mapping | Sequence[CodeResult], switched: Mapping | 
         best = min(runs, key=lambda p: p.codelength_bits)
         edges = [0, *r.params["timesteps"]]
         blocks = np.array([[b[t0:t1].sum() for t0, t1 in zip(edges, edges[1:])]
-                           for b in (results.load_array("prequential", p, "bits") for p in runs)])
+                           for b in (load_array("prequential", p, "bits") for p in runs)])
         uniform = np.diff(edges) * math.log2(r.K)
         fewest, own = np.minimum(blocks.min(axis=0), uniform), blocks[runs.index(best)]
         most, beaten = (own - fewest).sum(), int((fewest < own).sum())
