@@ -53,7 +53,7 @@ PORTABLE_CBWR = "COMPATIBLE"
 # The version of the numbers: bump it when a change alters any code's bits for the same settings (training loop,
 # models, recipes, coder). It enters checkpoint fingerprints, results' provenance and labels-file headers, and
 # the committed references of tests/test_numerics.py fail until it is bumped and they are regenerated.
-CODE_VERSION = 2
+CODE_VERSION = 3  # 2: portable numerics; 3: hedged calibration (mdl_utils.codes.calibration)
 _CBWR_BRANCHES = {0: "OFF", 1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2",
                   9: "AVX", 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512", 13: "AVX512_MIC_E1", 14: "AVX512_E1"}
 _CBWR_STRICT = 0x10000

@@ -78,8 +78,8 @@ def block_line(job: Job, k: int, total: int | None, unit: dict) -> str:
     """The progress line of a finished unit (a prequential block: its record, as the chapter's on_block gives it)."""
     t_start, t_end = unit["t_start"], unit["t_end"]
     return (f"[{job.name}] block {k}/{total or '?'} t={t_start}..{t_end}: {unit['epochs_run']} epochs (best "
-            f"{unit['best_epoch']}), {unit['seconds']:.1f} s, {unit['bits_calibrated'] / (t_end - t_start):.3f} "
-            "bits/label")
+            f"{unit['best_epoch']}), {unit['seconds']:.1f} s, {unit['bits_uncalibrated'] / (t_end - t_start):.3f} "
+            f"bits/label raw, {unit['bits_temperature'] / (t_end - t_start):.3f} at T = {unit['temperature']:.2f}")
 
 
 def units_kept(job: Job, out: Path) -> int:

@@ -378,10 +378,10 @@ class _Diverging(F.PrequentialCode):
         super().__init__(*args, **kwargs)
         self.diverge_at, self.blocks_seen = start, []
 
-    def logits(self, x, y_prefix, start, end):
+    def chain_block(self, y_prefix, start, end):
         self.blocks_seen.append(start)
-        z = super().logits(x, y_prefix, start, end)
-        return z + 1e-4 if start >= self.diverge_at else z
+        z, temperature = self.chains.next_blocks(y_prefix, end)[0]
+        return F.ChainBlock(z + 1e-4 if start >= self.diverge_at else z, temperature)
 
 
 def test_a_diverging_decoder_stops_at_the_first_wrong_block(encoded, synth):

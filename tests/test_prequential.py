@@ -9,6 +9,7 @@ import torch
 from mdl_utils import coder, data, models, results, training
 from mdl_utils.bits import per_sample_bits, total
 from mdl_utils.codes import algorithm2 as A
+from mdl_utils.codes.calibration import hedged_bits, label_probabilities
 from mdl_utils.codes import prequential as P
 
 STEPS = [10, 20, 40, 80, 160, 300]
@@ -50,19 +51,35 @@ def test_timesteps_end_at_n():
     assert P.check_timesteps([10, 50], 50) == [10, 50]
 
 
+def numpy_probabilities(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """softmax(z)[i, y_i] by NumPy's log-sum-exp (not the library's softmax)."""
+    top = z.max(axis=1, keepdims=True)
+    log_p = z - top - np.log(np.exp(z - top).sum(axis=1, keepdims=True))
+    return np.exp(log_p[np.arange(len(labels)), labels])
+
+
 def test_total_is_first_block_plus_per_sample_bits(synth):
-    """The codelength, recomputed by hand: t_1 log2 K, then each block's labels under the softmax (by NumPy's
-    log-sum-exp, not the library's log_softmax) of the calibrated logits of a chain trained on the labels before."""
+    """The codelength, recomputed by hand: t_1 log2 K, then each block's labels under the Bayesian mixture of the
+    softmax (by NumPy's log-sum-exp, not the library's) of the calibrated and of the raw logits of a chain trained
+    on the labels before, the calibrated one's weight updated label by label from 1/2 (kept in [2^-16, 1 - 2^-16])
+    wherever the block has a temperature."""
     r, per_sample = run(*synth)
     train, _ = synth
     t1 = STEPS[0]
     assert len(per_sample) == 300 and np.all(per_sample[:t1] == math.log2(10))
-    chain, by_hand = P.Chain(train.x, train.K, settings(), "cpu"), [t1 * math.log2(10)]
+    chain, by_hand, w = P.Chain(train.x, train.K, settings(), "cpu"), [t1 * math.log2(10)], 0.5
     for t_s, t_next in zip(STEPS[:-1], STEPS[1:]):
-        z = chain.next_block(train.y[:t_s], t_next).double().numpy()
-        top = z.max(axis=1, keepdims=True)
-        log_p = z - top - np.log(np.exp(z - top).sum(axis=1, keepdims=True))
-        by_hand += list(-log_p[np.arange(t_next - t_s), train.y[t_s:t_next].numpy()] / math.log(2))
+        z, temperature = chain.next_block_raw(train.y[:t_s], t_next)
+        y = train.y[t_s:t_next].numpy()
+        p_t = numpy_probabilities((z / temperature).double().numpy(), y)
+        p_raw = numpy_probabilities(z.double().numpy(), y)
+        for a, b in zip(p_t, p_raw):
+            if temperature == 1.0:
+                by_hand.append(-math.log2(b))
+                continue
+            by_hand.append(-math.log2(w * a + (1 - w) * b))
+            w = min(max(w * a / (w * a + (1 - w) * b), 2.0 ** -16), 1 - 2.0 ** -16)
+    assert any(t != 1.0 for t in r.curves["temperature"])
     assert r.codelength_bits == pytest.approx(math.fsum(by_hand), rel=1e-12)
     assert r.codelength_bits == total(per_sample)  # the one exactly rounded sum
     assert r.parts["first_block_bits"] == t1 * math.log2(10) == pytest.approx(r.codelength_bits - sum(r.curves["bits"]))
@@ -186,20 +203,26 @@ def test_epoch_records_do_not_change_the_code(synth):
     without, b = run(*synth, record_epochs=False)
     assert np.array_equal(a, b)
     epoch_bits = with_records.curves["epoch_bits"]
-    for bits_e, best, ran, block_bits in zip(epoch_bits, with_records.curves["best_epoch"],
-                                            with_records.curves["epochs_run"], with_records.curves["bits"]):
+    c = with_records.curves
+    for bits_e, best, ran, per_label, t0, t1 in zip(epoch_bits, c["best_epoch"], c["epochs_run"],
+                                                    c["bits_per_sample_temperature"], c["t_start"], c["t_end"]):
         assert len(bits_e) == ran + 1  # e = 0 (untrained) .. epochs run
-        assert bits_e[best] == pytest.approx(block_bits, rel=1e-9)  # the restored weights are the best epoch's
+        # the restored weights are the best epoch's (epochs are recorded with their temperatures, unhedged)
+        assert bits_e[best] == pytest.approx(per_label * (t1 - t0), rel=1e-9)
     assert without.curves["epoch_bits"] == [[]] * len(epoch_bits)
 
 
 def test_bob_recomputes_alices_probabilities_from_the_prefix(synth):
     train, _ = synth
     s = settings()
-    per_sample = P.prequential_code(train, None, s, scale="smoke", device="cpu", progress=False).arrays["bits"]
-    t_s, t_next = 40, 80
-    logits = P.Chain(train.x, train.K, s, "cpu").next_block(train.y[:t_s].clone(), t_next)  # a cold chain: any t_s
-    assert np.array_equal(per_sample_bits(logits, train.y[t_s:t_next]), per_sample[t_s:t_next])
+    r = P.prequential_code(train, None, s, scale="smoke", device="cpu", progress=False)
+    t_s, t_next = 160, 300
+    z, temperature = P.Chain(train.x, train.K, s, "cpu").next_block_raw(train.y[:t_s].clone(), t_next)  # cold: any t_s
+    assert temperature != 1.0  # 16 held-out labels: a hedged block
+    y = train.y[t_s:t_next]
+    w = r.curves["calibration_weight"][r.curves["t_start"].index(t_s)]  # the hedge's weight Bob has reached
+    bits, _ = hedged_bits(*label_probabilities(z, temperature, y), np.ones(len(y), bool), w)
+    assert np.array_equal(bits, r.arrays["bits"][t_s:t_next])
 
 
 # ------------------------------------------------------------ warm chains (issue 16)
@@ -245,7 +268,7 @@ def test_bob_decodes_a_warm_chain_from_the_labels_he_decoded(synth):
     """Alice range-codes every block with her chain; Bob, who never sees her labels, decodes each block with his
     own chain trained on the labels he decoded so far, and recovers every label (and her per-sample bits)."""
     train, _ = synth
-    recipe = warm(carry_optimizer=True, min_steps=8, eval_every=3)
+    recipe = warm(carry_optimizer=True, min_steps=8, eval_every=3, calibrate=False)  # the chain, unhedged
     per_sample = P.prequential_code(train, None, recipe, scale="smoke", device="cpu", progress=False).arrays["bits"]
     alice, rc = P.Chain(train.x, train.K, recipe, "cpu"), coder.RangeCoder()
     rc.encode(train.y[:STEPS[0]].numpy(), coder.uniform_probabilities(STEPS[0], train.K))
@@ -366,10 +389,13 @@ def test_calibration_effect_adds_up_block_by_block():
     a block counts as costing bits exactly when its calibrated bits/sample exceed the raw ones."""
     from mdl_utils.tables.prequential import calibration_effect
     curves = {"t_start": [0, 8, 16], "t_end": [8, 16, 32], "temperature": [1.0, 2.0, 0.5],
-              "bits_per_sample_uncalibrated": [3.0, 2.0, 1.0], "bits_per_sample": [3.0, 1.5, 1.25]}
+              "bits_per_sample_uncalibrated": [3.0, 2.0, 1.0], "bits_per_sample": [3.0, 1.5, 1.25],
+              "bits_per_sample_temperature": [3.0, 1.25, 1.5], "bits": [24.0, 12.0, 20.0]}
     r = results.CodeResult("prequential", "mnist", "probe", "smoke", 32, 10, 44.0, curves=curves,
-                           parts={"bits_uncalibrated": 24.0 + 16.0 + 16.0, "bits_calibrated": 24.0 + 12.0 + 20.0})
-    assert calibration_effect(r) == {"blocks": 3, "t_min": 0.5, "t_max": 2.0, "saved_bits": 0.0, "blocks_costing": 1}
+                           parts={"bits_uncalibrated": 24.0 + 16.0 + 16.0, "bits_calibrated": 24.0 + 12.0 + 20.0,
+                                  "bits_temperature": 24.0 + 10.0 + 24.0})
+    assert calibration_effect(r) == {"blocks": 3, "t_min": 0.5, "t_max": 2.0, "saved_bits": 0.0,
+                                     "temperature_saved_bits": -2.0, "blocks_costing": 1, "worst_block_bits": 4.0}
     checked = 0
     for stored in results.stored("prequential", code="prequential"):
         if "bits_per_sample_uncalibrated" not in stored.curves:

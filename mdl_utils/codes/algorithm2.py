@@ -39,6 +39,7 @@ from .. import checkpoint, data, scales
 from ..bits import accuracy, per_sample_bits, total, uniform_bits
 from ..models import build, num_parameters
 from ..results import CodeResult, Stopwatch, provenance
+from .calibration import fit_temperature, hedged_bits, label_probabilities
 from ..training import (SCHEDULES, Augmentation, FitOptions, FitResult, fit, precision, predict_logits,
                         resolve_device, validation_size)
 
@@ -145,36 +146,6 @@ def check_timesteps(timesteps: Sequence[int], n: int) -> list[int]:
     return steps if steps[-1] == n else steps + [n]
 
 
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, temperature_range=(0.05, 20.0),
-                    min_samples: int = 10) -> float:
-    """Softmax temperature T minimizing sum -log p(y | logits / T) on held-out labels.
-
-    Golden-section search on log T over ``temperature_range`` (the NLL is unimodal in 1/T); deterministic.
-    Returns 1.0 with fewer than ``min_samples`` labels.
-    """
-    if len(labels) < min_samples:
-        return 1.0
-    logits = logits.double()
-
-    def nll(log_t: float) -> float:
-        return torch.nn.functional.cross_entropy(logits / math.exp(log_t), labels, reduction="sum").item()
-
-    a, b = math.log(temperature_range[0]), math.log(temperature_range[1])
-    phi = (math.sqrt(5) - 1) / 2
-    c, d = b - phi * (b - a), a + phi * (b - a)
-    fc, fd = nll(c), nll(d)
-    for _ in range(60):
-        if fc < fd:
-            b, d, fd = d, c, fc
-            c = b - phi * (b - a)
-            fc = nll(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + phi * (b - a)
-            fd = nll(d)
-    return math.exp((a + b) / 2)
-
-
 def block_seed(recipe: Recipe, s: int) -> int:
     """The training seed of block s (s = 1 trains on t_1 labels): the recipe's seed for cold recipes (every block
     from the same start), seed * WARM_SEED_STRIDE + s for warm chains (fresh mini-batch orders and dropout)."""
@@ -279,6 +250,12 @@ class Chain:
         z = predict_logits(self.model, self.x[start:end], self.device)
         return z / self.temperature if calibrated else z
 
+    def next_block_raw(self, y_prefix: torch.Tensor, t_next: int) -> tuple[torch.Tensor, float]:
+        """(raw logits of samples t_s..t_next-1, the block's temperature) from the labels ``y_prefix``: what the
+        hedged code mixes (softmax(z / T) and softmax(z), :mod:`mdl_utils.codes.calibration`)."""
+        self.train(torch.as_tensor(y_prefix))
+        return self.logits(len(y_prefix), t_next, calibrated=False), self.temperature
+
     def next_block(self, y_prefix: torch.Tensor, t_next: int, per_epoch: bool = False):
         """Calibrated logits of samples t_s..t_next-1 from the labels ``y_prefix`` (t_s = len(y_prefix));
         ``per_epoch``: the list of them after each evaluation e = 0..E_s of the training (self-switch, App. E.2),
@@ -318,34 +295,37 @@ class Chain:
 def encode_block(train: data.Dataset, test: data.Dataset | None, t_s: int, t_next: int, recipe: Recipe,
                  device, chain: Chain | None = None) -> dict:
     """Train block s's model on labels 1..t_s (``chain``: continue that chain; default: a new one, which a warm
-    recipe allows for its first block only) and encode labels t_s+1..t_next with it: raw and calibrated bits
-    per sample, temperature, evaluations and steps, accuracies, seconds, and (``record_epochs``) the block's
-    bits after each evaluation of training (self-switch, App. E.2)."""
+    recipe allows for its first block only) and encode labels t_s+1..t_next with it: the raw and the
+    temperature-scaled bits per sample and the labels' probabilities under both (the hedge between them runs
+    over all blocks: :func:`_assemble`), temperature, evaluations and steps, accuracies, seconds, and
+    (``record_epochs``) the block's bits after each evaluation of training (self-switch, App. E.2)."""
     t0, c0 = time.perf_counter(), time.process_time()
     chain = chain or Chain(train.x, train.K, recipe, device)
     y_prefix, y_block = train.y[:t_s], train.y[t_s:t_next]
-    epoch_bits: dict[str, list[float]] = {"uncalibrated": [], "calibrated": []}
+    epoch_bits: dict[str, list[float]] = {"uncalibrated": [], "temperature": []}
 
     def record_epoch(epoch: int, model) -> None:
         z, temperature = encoding(model, chain.x, y_prefix, t_next, recipe, device)
         epoch_bits["uncalibrated"].append(total(per_sample_bits(z, y_block)))
-        epoch_bits["calibrated"].append(total(per_sample_bits(z / temperature, y_block)))
+        epoch_bits["temperature"].append(total(per_sample_bits(z / temperature, y_block)))
 
     fitted = chain.train(y_prefix, on_epoch_end=record_epoch if recipe.record_epochs else None)
     logits = chain.logits(t_s, t_next, calibrated=False)
-    raw, cal = per_sample_bits(logits, y_block), per_sample_bits(logits / chain.temperature, y_block)
+    raw, scaled = per_sample_bits(logits, y_block), per_sample_bits(logits / chain.temperature, y_block)
+    p_temperature, p_raw = label_probabilities(logits, chain.temperature, y_block)
     return {
         "t_start": t_s, "t_end": t_next, "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run,
         "steps_run": fitted.steps_run, "best_step": fitted.best_step,
-        "temperature": chain.temperature, "bits_uncalibrated": total(raw), "bits_calibrated": total(cal),
-        "epoch_bits_uncalibrated": epoch_bits["uncalibrated"], "epoch_bits_calibrated": epoch_bits["calibrated"],
+        "temperature": chain.temperature, "bits_uncalibrated": total(raw), "bits_temperature": total(scaled),
+        "epoch_bits_uncalibrated": epoch_bits["uncalibrated"], "epoch_bits_temperature": epoch_bits["temperature"],
         "block_accuracy": accuracy(logits, y_block),
         "test_accuracy": (accuracy(predict_logits(chain.model, chain.inputs(test.x), device), test.y)
                           if test is not None else None),
         "train_seconds": fitted.seconds, "seconds": time.perf_counter() - t0,
         "cpu_seconds": time.process_time() - c0,
         "samples_trained": fitted.samples_trained,
-        "per_sample_uncalibrated": raw.tolist(), "per_sample_calibrated": cal.tolist(),
+        "per_sample_uncalibrated": raw.tolist(), "per_sample_temperature": scaled.tolist(),
+        "p_temperature": p_temperature.tolist(), "p_raw": p_raw.tolist(),
     }
 
 
@@ -424,30 +404,52 @@ def _resume(chain: Chain, blocks: list[tuple[int, int]], ckpt: checkpoint.Checkp
     return blocks[first:]
 
 
-def _curves(blocks: list[dict], key: str, t1: int, k: int) -> dict:
-    first = uniform_bits(t1, k)
-    ends = np.array([t1] + [b["t_end"] for b in blocks])
-    cum_bits = np.cumsum([first] + [b[f"bits_{key}"] for b in blocks])
-    per_block = {name: [b[field] for b in blocks] for name, field in (
-        ("t_start", "t_start"), ("t_end", "t_end"), ("bits", f"bits_{key}"), ("block_accuracy", "block_accuracy"),
-        ("test_accuracy", "test_accuracy"), ("temperature", "temperature"), ("best_epoch", "best_epoch"),
-        ("epochs_run", "epochs_run"), ("epoch_bits", f"epoch_bits_{key}"), ("block_seconds", "seconds"),
-        ("samples_trained", "samples_trained"), ("steps_run", "steps_run"), ("block_cpu_seconds", "cpu_seconds"))}
+EPOCH_BITS = {"calibrated": "temperature", "uncalibrated": "uncalibrated"}  # self-switch: no hedge per epoch
+
+
+def _curves(blocks: list[dict], per_sample: dict[str, np.ndarray], key: str, weights: np.ndarray, t1: int,
+            k: int) -> dict:
+    """One entry per encoded block (its bits under the headline code ``key``, those per sample raw and with the
+    temperature alone, the calibrated prediction's weight at its first label, ...), and the cumulative curves."""
     sizes = [b["t_end"] - b["t_start"] for b in blocks]
-    return {**per_block,
-            "bits_per_sample": [b[f"bits_{key}"] / m for b, m in zip(blocks, sizes)],
-            "bits_per_sample_uncalibrated": [b["bits_uncalibrated"] / m for b, m in zip(blocks, sizes)],
+    bits = {m: [total(a[b["t_start"]:b["t_end"]]) for b in blocks] for m, a in per_sample.items()}
+    ends = np.array([t1] + [b["t_end"] for b in blocks])
+    cum_bits = np.cumsum([uniform_bits(t1, k)] + bits[key])
+    per_block = {name: [b[field] for b in blocks] for name, field in (
+        ("t_start", "t_start"), ("t_end", "t_end"), ("block_accuracy", "block_accuracy"),
+        ("test_accuracy", "test_accuracy"), ("temperature", "temperature"), ("best_epoch", "best_epoch"),
+        ("epochs_run", "epochs_run"), ("epoch_bits", f"epoch_bits_{EPOCH_BITS[key]}"), ("block_seconds", "seconds"),
+        ("samples_trained", "samples_trained"), ("steps_run", "steps_run"), ("block_cpu_seconds", "cpu_seconds"))}
+    return {**per_block, "bits": bits[key],
+            "bits_per_sample": [b / m for b, m in zip(bits[key], sizes)],
+            "bits_per_sample_uncalibrated": [b / m for b, m in zip(bits["uncalibrated"], sizes)],
+            "bits_per_sample_temperature": [b / m for b, m in zip(bits["temperature"], sizes)],
+            "calibration_weight": [float(weights[b["t_start"]]) for b in blocks],
             # cumulative over samples 1..t_end (first point: the uniform block)
             "cum_t": ends.tolist(), "cum_bits": cum_bits.tolist(),
             "cum_minus_uniform": (cum_bits - ends * math.log2(k)).tolist(),
             "cum_ratio": (cum_bits / (ends * math.log2(k))).tolist()}
 
 
+def per_sample_codes(blocks: list[dict], t1: int, k: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every label's bits under the three codes of a chain's blocks (labels 1..t_1 uniform): ``uncalibrated``
+    (softmax(z)), ``temperature`` (softmax(z / T)) and ``calibrated`` (the hedge between them,
+    :mod:`mdl_utils.codes.calibration`), and the calibrated prediction's weight before each label."""
+    def joined(field, first):
+        return np.concatenate([np.full(t1, first)] + [np.asarray(b[field], dtype=np.float64) for b in blocks])
+
+    on = np.concatenate([np.zeros(t1, bool)] + [np.full(b["t_end"] - b["t_start"], b["temperature"] != 1.0)
+                                                for b in blocks])
+    hedged, weights = hedged_bits(joined("p_temperature", 1.0 / k), joined("p_raw", 1.0 / k), on)
+    hedged[:t1] = math.log2(k)
+    return ({"calibrated": hedged, "temperature": joined("per_sample_temperature", math.log2(k)),
+             "uncalibrated": joined("per_sample_uncalibrated", math.log2(k))}, weights)
+
+
 def _assemble(train, test, recipe: Recipe, blocks, scale, device, sw, name: str | None = None) -> CodeResult:
     t1, k = recipe.timesteps[0], train.K
     key = "calibrated" if recipe.calibrate else "uncalibrated"
-    per_sample = {m: np.concatenate([np.full(t1, math.log2(k))] + [np.asarray(b[f"per_sample_{m}"]) for b in blocks])
-                  for m in ("calibrated", "uncalibrated")}
+    per_sample, weights = per_sample_codes(blocks, t1, k)
     first = uniform_bits(t1, k)
     totals = {m: total(bits) for m, bits in per_sample.items()}  # exactly rounded: the coder's total is the same
     net = build(recipe.model, tuple(train.x.shape[1:]), k, seed=recipe.seed)
@@ -456,8 +458,8 @@ def _assemble(train, test, recipe: Recipe, blocks, scale, device, sw, name: str 
         seed=recipe.seed,
         codelength_bits=totals[key], test_accuracy=blocks[-1]["test_accuracy"] if blocks else None,
         parts={"first_block_bits": first, "model_blocks_bits": totals[key] - first,
-               "bits_calibrated": totals["calibrated"], "bits_uncalibrated": totals["uncalibrated"]},
-        curves=_curves(blocks, key, t1, k),
+               **{f"bits_{m}": totals[m] for m in ("calibrated", "temperature", "uncalibrated")}},
+        curves=_curves(blocks, per_sample, key, weights, t1, k),
         params={**scales.as_params(recipe), "num_parameters": num_parameters(net),
                 "n_test": test.n if test is not None else 0, "order_seed": train.seed},
         provenance=provenance(device=device, stopwatch=sw, data_source=train.source,
@@ -467,6 +469,8 @@ def _assemble(train, test, recipe: Recipe, blocks, scale, device, sw, name: str 
         note=("labels sent in a seeded random order; early stopping and temperature use transmitted labels only; "
               + ("each block continues the previous block's model (warm start, replay of all transmitted labels); "
                  if recipe.warm_start else "each block's model trained from the seed (Algorithm 2); ")
+              + ("each label sent with the calibrated and the raw prediction mixed by their Bayesian weights "
+                 "(hedged calibration); " if recipe.calibrate else "")
               + f"headline is the {key} code, chosen before seeing the data"),
         arrays={"bits": per_sample[key]},
     )

@@ -19,11 +19,17 @@ from ..coder import CodingError
 QUANTIZATION = "softmax (mixture) float64 -> float32, constriction Categorical(perfect=False), 24-bit"
 
 
-def environment(num_threads: int, device: str = "cpu", facts: dict | None = None) -> dict:
+# Earlier code versions whose files this version still decodes (with that version's rules: 2 calibrated with the
+# temperature alone, mdl_utils.codes.calibration); the versions before 2 had no portable numerics.
+DECODABLE_VERSIONS = (2,)
+
+
+def environment(num_threads: int, device: str = "cpu", facts: dict | None = None,
+                code_version: int = numerics.CODE_VERSION) -> dict:
     """What Bob's software and machine must share with Alice's for bit-identical models (hashed into the header):
     torch and constriction versions, the code version, thread count, format and quantization, and the numerics of
     ``device`` (``facts``, default numerics.environment: portable, or native on this CPU, or this GPU)."""
-    return {"torch": torch.__version__, "constriction": version("constriction"), "code_version": numerics.CODE_VERSION,
+    return {"torch": torch.__version__, "constriction": version("constriction"), "code_version": code_version,
             "num_threads": int(num_threads), "format": coder.FORMAT_VERSION, "quantization": QUANTIZATION,
             **(facts or numerics.environment(device))}
 
@@ -108,13 +114,15 @@ def _native_here(num_threads: int) -> bytes:
     return coder.environment_field(environment(num_threads, facts=numerics.native_environment()))
 
 
-def check_environment(header: coder.Header, num_threads: int, device: str = "cpu") -> None:
+def check_environment(header: coder.Header, num_threads: int, device: str = "cpu") -> int:
     """Refuse, before any label, a file whose environment field differs from this decoder's: other numerics (native
-    numerics of another CPU, a GPU's file), thread count, torch/constriction or code version; the one-line error
-    names the difference and the fix."""
+    numerics of another CPU, a GPU's file), thread count, torch/constriction or code version (but the earlier
+    versions this one decodes, DECODABLE_VERSIONS); the one-line error names the difference and the fix. Returns
+    the file's code version."""
     mine = environment(num_threads, device)
-    if coder.environment_field(mine) == header.environment_hash:
-        return
+    for code_version in (numerics.CODE_VERSION, *DECODABLE_VERSIONS):
+        if coder.environment_field({**mine, "code_version": code_version}) == header.environment_hash:
+            return code_version
     theirs = coder.numerics_of(header.environment_hash)
     fix = _numerics_fix(header, mine, num_threads)
     if theirs == mine["numerics"] == "portable":
@@ -142,7 +150,8 @@ def _check_vendor(header: coder.Header, mine: dict) -> None:
         facts = numerics.portable_environment(vendor)
         if facts == {k: mine[k] for k in ("device", "numerics", "cpu_vendor") if k in mine}:
             continue
-        if any(coder.environment_field(environment(t, facts=facts)) == header.environment_hash for t in range(1, 65)):
+        if any(coder.environment_field(environment(t, facts=facts, code_version=v)) == header.environment_hash
+               for t in range(1, 65) for v in (numerics.CODE_VERSION, *DECODABLE_VERSIONS)):
             theirs, here = numerics.vendor_words(facts), numerics.vendor_words(mine)
             raise CodingError(f"the file was written with portable numerics on an {theirs} CPU, and this one is "
                               f"{here}: portable numerics give the same bits within one CPU vendor only; decode on "

@@ -43,18 +43,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import coder, data, scales
+from .. import coder, data, numerics, scales
 from ..bits import per_sample_bits, total, uniform_bits
 from ..coder import CodingError
 from .. import models
 from ..models import build
 from ..training import predict_logits, torch_threads
-from . import prequential, switch, two_part
+from . import calibration, prequential, switch, two_part
 from .chains import Chains
 from .file_header import check_environment, check_inputs, full_description, make_header, recipe_description, _differences
 
 
 CODES = coder.CODE_IDS  # uniform, prequential, two_part, switch, self_switch
+HEDGED_SINCE = 3  # the code version from which calibration is hedged (mdl_utils.codes.calibration)
 
 
 class UniformCode:
@@ -148,6 +149,13 @@ class ChainCode(UniformCode):
             raise ValueError("the prequential chains of one code need the same timesteps (one transmission order)")
         self.names = list(names) if names else [r.model for r in self.recipes]  # run names, e.g. mlp_warm
         self.chains = None
+        self.code_version = numerics.CODE_VERSION  # a decoder sets the file's (2: no hedged calibration)
+
+    @property
+    def hedged(self) -> bool:
+        """Whether blocks are sent under the hedged calibration (code version 3 on), else with the temperature
+        alone."""
+        return self.code_version >= HEDGED_SINCE
 
     @property
     def recipe(self) -> prequential.Recipe:
@@ -186,13 +194,76 @@ class PrequentialCode(ChainCode):
         super().__init__(n, num_classes, [settings], scale=scale, names=names)
         self.settings = scales.as_params(self.recipe)
 
-    def logits(self, x, y_prefix, start: int, end: int) -> torch.Tensor:
-        if start == 0:
-            return super().logits(x, y_prefix, start, end)
-        return torch.from_numpy(self.chains.next_blocks(y_prefix, end)[0])
+    def start(self, x, num_threads: int = 1, parallel: bool = False, device: str = "cpu") -> None:
+        super().start(x, num_threads, parallel, device)
+        self.weight = calibration.PRIOR  # the calibrated prediction's weight (hedged calibration)
 
-    def bits(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> np.ndarray:
-        return super().bits(logits, y, start) if start == 0 else per_sample_bits(logits, y)
+    def symbols(self, x, y_prefix, start: int, end: int, y_block: np.ndarray | None = None):
+        """The first block uniform; then each block's check symbol and its labels under the hedged calibration
+        (:mod:`mdl_utils.codes.calibration`): label by label where the block has a temperature (Bob needs y_i
+        before he can weigh label i + 1), in one chunk where it has none."""
+        if start == 0:
+            return (yield from super().symbols(x, y_prefix, start, end, y_block))
+        block = self.chain_block(y_prefix, start, end)
+        if self.checked(start):
+            yield from self.check(start, end, *block.checked_arrays())
+        labels, probs, self.weight = yield from block.labels(self.weight, y_block)
+        return block.bits(labels), labels, probs
+
+    def chain_block(self, y_prefix, start: int, end: int) -> "ChainBlock":
+        """The chain's block of labels start+1..end, from the labels before it."""
+        return ChainBlock(*self.chains.next_blocks(y_prefix, end)[0], hedged=self.hedged)
+
+
+class ChainBlock:
+    """One block of a prequential chain in a file: the float64 softmax of its raw logits z and of z / T (the coder's
+    one rule, coder.softmax64), and its labels sent under the hedged calibration from weight w on (``hedged``
+    False: a file of code version 2, sent with softmax(z / T) alone)."""
+
+    def __init__(self, logits: np.ndarray, temperature: float, hedged: bool = True):
+        z = torch.from_numpy(logits)
+        self.temperature, self.legacy = temperature, not hedged
+        self.p_raw = coder.softmax64(z)
+        self.p_temperature = coder.softmax64(z / temperature) if temperature != 1.0 else self.p_raw
+        if self.legacy:  # code version 2: the temperature alone
+            self.p_raw = self.p_temperature
+        self.hedged = hedged and temperature != 1.0
+
+    def checked_arrays(self) -> tuple[np.ndarray, ...]:
+        """What the block's check symbol covers (code version 2: the float32 probabilities it sent)."""
+        return (self.p_raw.astype(np.float32),) if self.legacy else (self.p_temperature, self.p_raw)
+
+    def distribution(self, w: float, i: int) -> np.ndarray:
+        """Label i's distribution q_i (float64) at weight w."""
+        return calibration.mix(w, self.p_temperature[i], self.p_raw[i]) if self.hedged else self.p_raw[i]
+
+    def label_probabilities(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.arange(len(labels))
+        return self.p_temperature[rows, labels], self.p_raw[rows, labels]
+
+    def update(self, w: float, i: int, label: int) -> float:
+        return calibration.update(w, self.p_temperature[i, label], self.p_raw[i, label]) if self.hedged else w
+
+    def labels(self, w: float, y_block: np.ndarray | None):
+        """Generator of the block's chunks: one with every label where the block has no temperature, else one per
+        label (q_i at the weight after labels < i). Returns (labels, float32 probabilities, the weight after)."""
+        self.w_start = w
+        if not self.hedged:
+            probs = self.p_raw.astype(np.float32)
+            labels = yield probs, y_block
+            return labels, probs, w
+        m = len(self.p_raw)
+        labels, probs = np.empty(m, np.int64), np.empty(self.p_raw.shape, np.float32)
+        for i in range(m):
+            probs[i] = self.distribution(w, i)
+            (labels[i],) = yield probs[i:i + 1], None if y_block is None else y_block[i:i + 1]
+            w = self.update(w, i, labels[i])
+        return labels, probs, w
+
+    def bits(self, labels: np.ndarray) -> np.ndarray:
+        """Each label's computed bits, as the chapter computes them (calibration.hedged_bits)."""
+        p_t, p_raw = self.label_probabilities(labels)
+        return calibration.hedged_bits(p_t, p_raw, np.full(len(labels), self.hedged), self.w_start)[0]
 
 
 class SelfSwitchCode(PrequentialCode):
@@ -222,7 +293,7 @@ class SelfSwitchCode(PrequentialCode):
         (epoch,) = yield coder.uniform_probabilities(1, len(candidates)), best
         probs = coder.probabilities(candidates[epoch])
         labels = yield probs, y_block
-        bits = self.bits(candidates[epoch], torch.from_numpy(labels), start)
+        bits = per_sample_bits(candidates[epoch], torch.from_numpy(labels))
         return np.append(bits, math.log2(len(candidates))), labels, probs
 
     def reference_bits(self) -> float:
@@ -265,29 +336,41 @@ class SwitchCode(ChainCode):
     def start(self, x, num_threads: int = 1, parallel: bool = False, device: str = "cpu") -> None:
         super().start(x, num_threads, parallel, device)
         self.weights, self.strategy_bits = SwitchWeights(len(self.recipes) + 1), []
+        self.calibration_weights = [calibration.PRIOR] * len(self.recipes)  # each chain's hedge
 
-    def strategy_probs(self, y_prefix, start: int, end: int) -> np.ndarray:
-        """(end - start, M, K) float64: each strategy's predictive distribution of each label of the block."""
-        uniform = np.full((end - start, self.K), 1.0 / self.K)
-        chains = [coder.softmax64(torch.from_numpy(z)) for z in self.chains.next_blocks(y_prefix, end)] if start else \
-            [uniform] * len(self.recipes)
-        return np.ascontiguousarray(np.stack([*chains, uniform], axis=1))
+    def chain_blocks(self, y_prefix, start: int, end: int) -> list[ChainBlock]:
+        """Each strategy's block: its chain's (uniform before the chains' first block), then the uniform code."""
+        uniform = (np.zeros((end - start, self.K), np.float32), 1.0)
+        chains = self.chains.next_blocks(y_prefix, end) if start else [uniform] * len(self.recipes)
+        return [ChainBlock(*c, hedged=self.hedged) for c in chains] + [ChainBlock(*uniform)]
+
+    def checked_arrays(self, blocks: list[ChainBlock]) -> tuple[np.ndarray, ...]:
+        """What the block's check symbol covers (code version 2: the strategies' distributions, (m, M, K))."""
+        if not self.hedged:
+            return (np.ascontiguousarray(np.stack([b.p_raw for b in blocks], axis=1)),)
+        return tuple(p for b in blocks for p in (b.p_temperature, b.p_raw))
 
     def symbols(self, x, y_prefix, start: int, end: int, y_block: np.ndarray | None = None):
         """The block's check symbol (over the strategies' distributions), then one chunk per label: the mixture
-        q_t (float64, cast once), then the weights' update with y_t."""
-        probs = self.strategy_probs(y_prefix, start, end)
+        q_t of the strategies' (hedged) distributions (float64, cast once), then the updates with y_t: each
+        chain's calibration weight, then the switch weights."""
+        blocks = self.chain_blocks(y_prefix, start, end)
         if self.checked(start):
-            yield from self.check(start, end, probs)
+            yield from self.check(start, end, *self.checked_arrays(blocks))
+        hedge = self.calibration_weights + [calibration.PRIOR]
         labels, q32, bits = np.empty(end - start, np.int64), np.empty((end - start, self.K), np.float32), []
+        chosen = np.empty((len(blocks), end - start))
         for i in range(end - start):
-            q64, q32[i] = coder.mixture_probabilities(self.weights.w, probs[i])
+            probs = np.stack([b.distribution(w, i) for b, w in zip(blocks, hedge)])
+            q64, q32[i] = coder.mixture_probabilities(self.weights.w, probs)
             (labels[i],) = yield q32[i:i + 1], None if y_block is None else y_block[i:i + 1]
             bits.append(-math.log2(q64[labels[i]]))
-            self.weights.update(probs[i, :, labels[i]])
+            chosen[:, i] = probs[:, labels[i]]
+            hedge = [b.update(w, i, labels[i]) for b, w in zip(blocks, hedge)]
+            self.weights.update(chosen[:, i])
+        self.calibration_weights = hedge[:-1]
         if y_block is not None:
-            chosen = torch.from_numpy(probs[np.arange(len(labels)), :, labels].T.copy())
-            self.strategy_bits.append((-torch.log2(chosen)).numpy())  # ATen's log2: portable, unlike NumPy's
+            self.strategy_bits.append((-torch.log2(torch.from_numpy(chosen))).numpy())  # ATen's log2: portable
         return np.array(bits), labels, q32
 
     def reference_bits(self) -> float:
@@ -537,7 +620,7 @@ def decode(data_: bytes, dataset: data.Dataset, code=None, *, model: str | None 
     check_inputs(f.header, dataset)
     code = code if code is not None else bob_code(f.header, dataset, model)
     check_recipe(f.header, code, dataset)
-    check_environment(f.header, num_threads, device)
+    code.code_version = check_environment(f.header, num_threads, device)
     rc, t0 = coder.RangeCoder(f.payload), time.perf_counter()
     with torch_threads(num_threads):
         code.load(f.model_bytes, dataset.x, device)

@@ -15,22 +15,38 @@ from ..formats import bits, kbits, markdown, percent, ratio
 from ..results import CodeResult, load_array
 
 
+def temperature_bits(r: CodeResult) -> float:
+    """The code with the fitted temperature alone (softmax(z / T), no hedge): a part of results of code version 3
+    on, the calibrated code itself before (code version 2 calibrated with the temperature alone)."""
+    return r.parts.get("bits_temperature", r.parts["bits_calibrated"])
+
+
+def hedged(r: CodeResult) -> bool:
+    """Whether the run's calibrated code is the hedged one (code version 3 on)."""
+    return "bits_temperature" in r.parts
+
+
 def prequential_table(results: Mapping) -> None:
-    """Chapter 6: the prequential codes, calibrated (the headline) and not, with their recipes (Algorithm 2,
-    cold, or ours), minutes of computation (wall and CPU) and the paper's best."""
+    """Chapter 6: the prequential codes (the headline: calibrated, hedged), with the temperature alone and
+    uncalibrated, their recipes (Algorithm 2, cold, or ours), minutes of computation (wall and CPU) and the
+    paper's best."""
     def minutes(r, key):
         value = r.provenance.get(key)
         return "" if value is None else f"{value / 60:.1f}"
 
-    show(results, [("kbits", lambda r: kbits(r.parts["bits_calibrated"], 2)),
+    show(results, [("kbits", lambda r: kbits(r.parts["bits_calibrated"], 2) + ("" if hedged(r) else "*")),
+                   ("temperature alone", lambda r: kbits(temperature_bits(r), 2)),
                    ("uncalibrated", lambda r: kbits(r.parts["bits_uncalibrated"], 2)),
                    ("ratio", lambda r: ratio(r.ratio)), ("test acc.", lambda r: percent(r.test_accuracy)),
                    ("min.", lambda r: minutes(r, "compute_seconds") or minutes(r, "wall_seconds")),
                    ("CPU min.", lambda r: minutes(r, "cpu_seconds")),
-                   ("paper's best", lambda r: paper_kbits("prequential", r.dataset)), n_column(), scale_column(), numerics_column()],
-         caption="Codelengths in kbits, calibrated (the code) and uncalibrated; min.: minutes of computation on a "
-                 "shared 2-core CPU with one torch thread (CPU min.: processor time, where recorded); the "
-                 "paper's best is its VGG-like network on a GPU. Each run's recipe is listed below the table.")
+                   ("paper's best", lambda r: paper_kbits("prequential", r.dataset)), n_column(), scale_column(),
+                   numerics_column()],
+         caption="Codelengths in kbits: the code (calibrated, hedged between the temperature and the raw "
+                 "prediction), the temperature alone, and uncalibrated (* a run of an earlier code version, "
+                 "calibrated with the temperature alone); min.: minutes of computation on a shared 2-core CPU "
+                 "with one torch thread (CPU min.: processor time, where recorded); the paper's best is its "
+                 "VGG-like network on a GPU. Each run's recipe is listed below the table.")
     recipes = {r.model: prequential_recipe_words(r.params) for r in done(results)}
     if recipes:
         display_markdown("Recipes:\n\n" + "\n".join(f"- `{name}`: {words}" for name, words in recipes.items()))
@@ -38,19 +54,24 @@ def prequential_table(results: Mapping) -> None:
 
 def calibration_effect(r: CodeResult) -> dict[str, Any]:
     """What forward calibration did to one prequential run (chapter 6, "What calibration does"), from its
-    per-block curves: the temperatures fitted, the bits saved in all (uncalibrated minus calibrated total) and
-    the blocks where calibration cost bits (calibrated bits/sample above the raw ones)."""
+    per-block curves: the temperatures fitted, the bits the code saved against the raw predictions
+    (uncalibrated minus calibrated), those the temperature alone would have saved, the blocks where the
+    temperature alone cost bits, and the most any block of the code cost against the raw predictions."""
     c = r.curves
     sizes = [t1 - t0 for t0, t1 in zip(c["t_start"], c["t_end"])]
-    changes = [(u - b) * n for u, b, n in zip(c["bits_per_sample_uncalibrated"], c["bits_per_sample"], sizes)]
+    raw = [u * n for u, n in zip(c["bits_per_sample_uncalibrated"], sizes)]
+    alone = [t * n for t, n in zip(c.get("bits_per_sample_temperature", c["bits_per_sample"]), sizes)]
     return {"blocks": len(sizes), "t_min": min(c["temperature"]), "t_max": max(c["temperature"]),
             "saved_bits": r.parts["bits_uncalibrated"] - r.parts["bits_calibrated"],
-            "blocks_costing": sum(change < 0 for change in changes)}
+            "temperature_saved_bits": r.parts["bits_uncalibrated"] - temperature_bits(r),
+            "blocks_costing": sum(t > u for t, u in zip(alone, raw)),
+            "worst_block_bits": max(b - u for b, u in zip(c["bits"], raw))}
 
 
 def calibration_summary(results: Mapping) -> None:
-    """Chapter 6: one row per prequential run: the range of fitted temperatures, the bits calibration saved in
-    all, and on how many blocks it cost bits (the per-block tables follow, folded)."""
+    """Chapter 6: one row per prequential run: the range of fitted temperatures, the bits the code and the
+    temperature alone saved in all, on how many blocks the temperature alone cost bits, and the code's worst
+    block against the raw predictions (the per-block tables follow, folded)."""
     def temps(r):
         e = calibration_effect(r)
         return f"{e['t_min']:.2f} to {e['t_max']:.2f}"
@@ -59,22 +80,34 @@ def calibration_summary(results: Mapping) -> None:
         e = calibration_effect(r)
         return f"{e['blocks_costing']} of {e['blocks']}"
 
-    show(results, [("temperatures T", temps), ("bits saved", lambda r: f"{calibration_effect(r)['saved_bits']:+,.1f}"),
-                   ("blocks where it cost bits", costing), scale_column()],
+    def saved(r):
+        return f"{calibration_effect(r)['saved_bits']:+,.1f}" + ("" if hedged(r) else "*")
+
+    show(results, [("temperatures T", temps), ("bits saved", saved),
+                   ("temperature alone", lambda r: f"{calibration_effect(r)['temperature_saved_bits']:+,.1f}"),
+                   ("blocks where T alone cost bits", costing),
+                   ("worst block", lambda r: f"{calibration_effect(r)['worst_block_bits']:+,.1f}"), scale_column()],
          caption="Forward calibration per run: the softmax temperatures fitted over the blocks (T > 1 softens, "
-                 "T < 1 sharpens), the bits it saved over the whole code (negative: cost) and the number of "
-                 "blocks it made longer.")
+                 "T < 1 sharpens); the bits the calibrated code saved against the raw predictions over the whole "
+                 "code (negative: cost), and those the temperature alone would have saved; the blocks the "
+                 "temperature alone made longer; the most bits any block of the code cost against the raw "
+                 "predictions (* a run of an earlier code version, calibrated with the temperature alone).")
 
 
 def calibration_table(r: CodeResult) -> None:
-    """Chapter 6: per block of one prequential run, the fitted temperature and the bits it saved or cost."""
+    """Chapter 6: per block of one prequential run, the fitted temperature, the weight of the calibrated
+    prediction at the block's start, and the bits per sample raw, with the temperature alone and of the code."""
     c = r.curves
-    rows = [[f"{t0:,}", f"{t1 - t0:,}", f"{temp:.2f}", f"{u:.3f}", f"{b:.3f}", f"{(u - b) * (t1 - t0):+,.1f}", e]
-            for t0, t1, temp, u, b, e in zip(c["t_start"], c["t_end"], c["temperature"],
-                                             c["bits_per_sample_uncalibrated"], c["bits_per_sample"], c["best_epoch"])]
+    alone = c.get("bits_per_sample_temperature", c["bits_per_sample"])
+    weights = c.get("calibration_weight", [None] * len(alone))
+    rows = [[f"{t0:,}", f"{t1 - t0:,}", f"{temp:.2f}", "" if w is None else f"{w:.3f}", f"{u:.3f}", f"{a:.3f}",
+             f"{b:.3f}", f"{(u - b) * (t1 - t0):+,.1f}", e]
+            for t0, t1, temp, w, u, a, b, e in zip(c["t_start"], c["t_end"], c["temperature"], weights,
+                                                   c["bits_per_sample_uncalibrated"], alone, c["bits_per_sample"],
+                                                   c["best_epoch"])]
     saved = r.parts["bits_uncalibrated"] - r.parts["bits_calibrated"]
-    display_markdown(markdown(["trained on t_s", "block size", "temperature T", "bits/sample raw",
-                               "bits/sample calibrated", "bits saved", "best epoch"], rows,
+    display_markdown(markdown(["trained on t_s", "block size", "temperature T", "weight of T", "bits/sample raw",
+                               "T alone", "the code", "bits saved", "best epoch"], rows,
                               f"**{label(r.dataset)} / {r.model}** ({r.scale} scale): calibration saves "
                               f"{saved:+,.1f} bits in all."))
 
