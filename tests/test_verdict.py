@@ -108,3 +108,42 @@ def test_data_sources_are_shown_without_this_machines_folders():
         == "image folder (JPEG-re-encoded copy, not the official batches)"
     assert paper.source_words(None) is None
     assert not any("/" in n.split(":", 1)[1] for n in paper.gap_notes() if n.startswith("Data:"))
+
+
+def differ_stub(code, bits, dataset="mnist", **params):
+    r = stub(code, bits, model_bits=bits - 500.0, data_bits=500.0)
+    r.dataset, r.params = dataset, params
+    return r
+
+
+@pytest.mark.parametrize("bits, words", [(3_280, "that is 20% shorter than the paper's 4.1 kbits"),
+                                         (4_920, "that is 20% longer than the paper's 4.1 kbits"),
+                                         (12_300, "that is 3.0 times the paper's 4.1 kbits")])
+def test_our_code_is_compared_with_the_paper_in_words_in_the_right_direction(bits, words):
+    assert paper._against_paper(differ_stub("prequential", bits)) == words
+
+
+def test_a_weights_only_bound_of_the_paper_is_not_compared_as_a_codelength():
+    words = paper._against_paper(differ_stub("two_part", 1e6))
+    assert "> 8,600 kbits" in words and "not a codelength to compare ours with" in words and "shorter" not in words
+
+
+@pytest.mark.parametrize("code, params, words", [
+    ("two_part", {"num_sent_floats": 1234, "bits_per_parameter": 32}, "the 1,234 weights as float32, 32 bits each"),
+    ("network_compression", {"num_parameters": 5000, "best_sparsity": 0.9, "best_bits": 4},
+     "the 5,000 weights pruned to 90% sparsity, the rest quantized to 4 bits"),
+    ("intrinsic_dimension", {"best_d": 300, "num_parameters": 5000, "best_p": 6},
+     "300 coordinates of a random subspace of the 5,000 weights, 6 bits each"),
+    ("prequential", {"num_parameters": 870, "epochs": 10, "warm_start": True, "augment": False},
+     "`net` (870 parameters), 10 epochs per block, warm start")])
+def test_what_a_code_sends_is_said_from_its_params(code, params, words):
+    assert paper._model_words(differ_stub(code, 2e4, **params)).endswith(words)
+
+
+def test_the_sentences_of_the_stored_results_carry_their_numbers():
+    for (code, ds), r in paper.best_results().items():
+        if r is None or code in ("uniform", "switch", "self_switch"):
+            continue
+        name = "MNIST" if ds == "mnist" else "CIFAR-10"
+        (line,) = [x for x in paper.gap_sentences((code,)) if x.startswith(f"**{name}**")]
+        assert f"{r.codelength_bits / 1000:,.1f} kbits" in line

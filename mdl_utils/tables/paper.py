@@ -251,3 +251,62 @@ def _short(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(map(_short, value))
     return "all" if value is None else str(value)
+
+
+def _model_words(r: CodeResult) -> str:
+    """What the model part of ``r``'s code sends, from its params (two-part, network compression, intrinsic
+    dimension, variational); the prequential code sends no model: its training instead."""
+    p = r.params
+    if r.code == "two_part":
+        return f"the {p['num_sent_floats']:,} weights as float32, {p['bits_per_parameter']} bits each"
+    if r.code == "network_compression":
+        return (f"the {p['num_parameters']:,} weights pruned to {p['best_sparsity']:.0%} sparsity, the rest "
+                f"quantized to {p['best_bits']} bits")
+    if r.code == "intrinsic_dimension":
+        return (f"{p['best_d']:,} coordinates of a random subspace of the {p['num_parameters']:,} weights, "
+                f"{p['best_p']} bits each")
+    if r.code == "variational":
+        return f"the posterior over the {p['num_weights']:,} weights (its KL divergence from the prior)"
+    epochs = f"{p['epochs']} epochs per block" if "epochs" in p else ""
+    how = ", ".join(filter(None, [epochs, "warm start" if p.get("warm_start") else "retrained from the seed",
+                                  "augmentation" if p.get("augment") else ""]))
+    return f"nothing but the training: `{r.model}` ({p.get('num_parameters', 0):,} parameters), {how}"
+
+
+def _against_paper(r: CodeResult) -> str:
+    """Our codelength against the paper's in words: shorter or longer by how much, or beside a lower bound."""
+    ref, ours = paper_values(r.code, r.dataset)[0], r.codelength_bits / 1000
+    if ref["bound"]:
+        return (f"the paper gives only a lower bound, {ref['bound']} {ref['kbits']:,} kbits, for the weights alone of "
+                "another published network and training: not a codelength to compare ours with")
+    change = ours / ref["kbits"]
+    if change < 1:
+        return f"that is {1 - change:.0%} shorter than the paper's {ref['kbits']:,} kbits"
+    return "that is " + (f"{change - 1:.0%} longer than" if change < 2 else f"{change:.1f} times") + \
+        f" the paper's {ref['kbits']:,} kbits"
+
+
+def gap_sentences(codes_: Sequence[str], root: Path | None = None) -> list[str]:
+    """Chapters 2-6: why our shortest code of each dataset differs from the paper's, as sentences computed from the
+    stored results (codelength, parts, params, minutes) and the chapter's paper-scale settings."""
+    everything, lines = _everything(root), []
+    for (code, ds), r in best_results(root).items():
+        if r is None or code not in codes_:
+            continue
+        run, minutes = _run_words(r, everything)
+        parts = r.parts
+        split = (f" Of its codelength, the model takes {kbits(parts['model_bits'], 1)} kbits and the labels given the model "
+                 f"{kbits(parts['data_bits'], 1)} kbits." if "model_bits" in parts and "data_bits" in parts else "")
+        where = "a GPU" if str(r.provenance.get("device", "cpu")).startswith("cuda") else "a CPU"
+        lines.append(f"**{label(ds)}**: our shortest code is {kbits(r.codelength_bits, 1)} kbits at the {r.scale} "
+                     f"scale; {_against_paper(r)}. It sends {_model_words(r)}.{split} Our run ({run}) took "
+                     f"{minutes:,.0f} minutes on {where}; at the paper scale the chapter trains "
+                     f"{_paper_scale_words(code, ds)}.")
+    return lines
+
+
+def gap_words(codes_: Sequence[str], root: Path | None = None) -> None:
+    """Chapters 2-6: :func:`gap_sentences` as paragraphs."""
+    lines = gap_sentences(codes_, root)
+    if lines:
+        display_markdown("\n\n".join(lines))

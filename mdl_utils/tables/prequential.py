@@ -106,10 +106,12 @@ def calibration_table(r: CodeResult) -> None:
                                                    c["bits_per_sample_uncalibrated"], alone, c["bits_per_sample"],
                                                    c["best_epoch"])]
     saved = r.parts["bits_uncalibrated"] - r.parts["bits_calibrated"]
-    display_markdown(markdown(["trained on t_s", "block size", "temperature T", "weight of T", "bits/sample raw",
-                               "T alone", "the code", "bits saved", "best epoch"], rows,
+    display_markdown(markdown(["t_s", "size", "T", "w", "raw", "T alone", "code", "saved", "epoch"], rows,
                               f"**{label(r.dataset)} / {r.model}** ({r.scale} scale): calibration saves "
-                              f"{saved:+,.1f} bits in all."))
+                              f"{saved:+,.1f} bits in all. Per block: trained on t_s labels, its size, the fitted "
+                              "temperature T, the calibrated prediction's weight w at its first label, bits per "
+                              "label raw, with T alone and of the code, the bits the code saved against the raw "
+                              "predictions, and the best epoch."))
 
 
 def switch_table(preq: Sequence[CodeResult], switched: Sequence[CodeResult]) -> None:
