@@ -17,7 +17,7 @@ from mdl_utils.codes import files as F
 from mdl_utils.codes import prequential as P
 from mdl_utils.codes import switch as S
 
-from .conftest import needs_data
+from .conftest import ROOT, needs_data
 from .reference import mixture_prior_bits
 
 SLACK_BITS = 64  # range coder: whole 32-bit words, the final flush, 24-bit rounding
@@ -476,3 +476,30 @@ def test_a_file_is_compared_with_its_chapter_only_under_the_same_numerics():
     assert not T._same_numerics(intel, run(numerics=intel.provenance["numerics"], code_version=1))
     assert T._agreement(3.0, 3.0) == "the same number"
     assert T._agreement(3.0, 3.0 + 2e-12).endswith("floating-point summation order")
+
+
+LEGACY_STEPS = [10, 20, 40, 80, 160, 300]
+
+
+def legacy_code(name: str):
+    """The codes of the code-version-2 files in tests/data (calibrated from 5 held-out labels: hedge-relevant)."""
+    def r(m):
+        return scales.as_params(P.Recipe(model=m, timesteps=tuple(LEGACY_STEPS), epochs=3, patience=2, seed=0,
+                                         record_epochs=False, min_calibration=5))
+    if name == "prequential":
+        return F.PrequentialCode(300, 10, r("mlp"))
+    return F.SwitchCode(300, 10, {"strategies": [r("mlp"), r("logistic")]})
+
+
+@pytest.mark.parametrize("name", ["prequential", "switch"])
+def test_files_of_code_version_2_still_decode_with_its_rules(name):
+    """Files written before the hedged calibration (code version 2: the temperature alone; written by commit
+    fa8942f on an AMD CPU) decode exactly: the decoder reads the version from the header and applies its rules."""
+    if numerics.cpu_identity()["vendor"] != "AuthenticAMD":
+        pytest.skip("these code-version-2 files were written on an AMD CPU (Intel's: tests/test_numerics.py)")
+    ds = data.load("synthetic", "train", n=300, seed=0)
+    code = legacy_code(name)
+    with training.torch_threads(1):
+        decoded = F.decode((ROOT / "tests" / "data" / f"synthetic-{name}-v2-AuthenticAMD.mdl").read_bytes(), bob(ds),
+                           code, progress=False)
+    assert code.code_version == 2 and np.array_equal(decoded.labels, ds.y.numpy())
