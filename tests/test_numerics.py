@@ -1,9 +1,9 @@
 """Portable numerics (mdl_utils.numerics): the same bits on any x86-64 CPU with AVX2 of one vendor.
 
 The committed references below were computed on other machines than the one running the suite (CI and
-reviewers run on other CPUs), one set per CPU vendor (Intel and AMD differ in the last bits): for Intel the stored
-per-sample bits of the MNIST mlp and small_cnn runs, for AMD their first blocks in tests/data, and for each a
-labels file (tests/data, written by scripts/make_reference_file.py). The suite reproduces this vendor's references
+reviewers run on other CPUs), one set per CPU vendor (Intel and AMD differ in the last bits): the per-sample bits
+of the first blocks of the MNIST mlp and small_cnn runs, and a labels file (tests/data, written by
+scripts/make_reference_file.py; Intel's first blocks taken from the Intel-made runs of code version 2). The suite reproduces this vendor's references
 bit for bit and checks that the other vendor's file is refused before its first label. The kernel caps
 (MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA) stand in for other CPUs of the vendor on this one.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdl_utils import data, numerics, results
+from mdl_utils import data, numerics
 from mdl_utils.bits import per_sample_bits
 from mdl_utils.codes import prequential as P
 
@@ -118,13 +118,8 @@ def test_the_bits_do_not_move_when_the_kernels_are_capped(one_torch_thread):
 
 
 def committed_bits(model: str, timesteps) -> tuple[np.ndarray, int]:
-    """This vendor's committed per-sample bits of the MNIST ``model`` run and the label index of their first entry:
-    for Intel the stored run (results/), for another vendor the first blocks in tests/data."""
-    if VENDOR == numerics.REFERENCE_VENDOR:
-        stored = results.load("prequential", "mnist", model, "cpu")
-        assert stored.provenance["numerics"] == {"device": "cpu", "numerics": "portable"}
-        assert stored.provenance["cpu"]["vendor"] == VENDOR
-        return results.load_array("prequential", stored, "bits"), 0
+    """This vendor's committed per-sample bits of the first blocks of the MNIST ``model`` run (tests/data) and the
+    label index of their first entry."""
     path = REF.bits_path(VENDOR)
     if not path.is_file():
         pytest.skip(f"no committed references for {VENDOR} CPUs: write them with scripts/make_reference_file.py")
