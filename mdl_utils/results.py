@@ -238,7 +238,60 @@ def save(result: CodeResult, chapter: str, root: Path | None = None) -> Path:
     payload = result.to_dict()
     for name, array in result.arrays.items():
         save_array(array_path(path, name), array)
-    return write_json_atomic(path, payload)
+    written = write_json_atomic(path, payload)
+    log_run(result, root)
+    return written
+
+
+# --------------------------------------------------------------- the tuning log
+
+TUNING_LOG = "tuning_log.jsonl"  # results/tuning_log.jsonl: one line per result ever stored, never rewritten
+
+
+def log_entry(result: CodeResult) -> dict[str, Any]:
+    """One line of the tuning log: which configuration (code, dataset, run, scale, seed) gave which codelength,
+    with which code version, commit and start time."""
+    prov = result.provenance
+    return {"code": result.code, "dataset": result.dataset, "model": result.model, "scale": result.scale,
+            "seed": result.seed, "codelength_bits": result.codelength_bits, "code_version": prov.get("code_version"),
+            "git_commit": prov.get("git_commit"), "started": prov.get("started")}
+
+
+def log_run(result: CodeResult, root: Path | None = None) -> None:
+    """Append ``result`` to the tuning log of the results store (one line, one write: runs of several processes
+    never mix). The log keeps every configuration tried on the labels, also after its result is replaced or
+    deleted, so that picking the best of them is charged for all (tables.paper.choice_charge). Smoke runs, which
+    the book never reports (and git ignores), are not logged."""
+    if result.scale == "smoke":
+        return
+    path = (Path(root) if root is not None else results_root()) / TUNING_LOG
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(log_entry(result), sort_keys=True) + "\n")
+
+
+def tuning_log(root: Path | None = None) -> list[dict[str, Any]]:
+    """Every line of the store's tuning log (none when it has none)."""
+    path = (Path(root) if root is not None else results_root()) / TUNING_LOG
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def log_stored(root: Path | None = None) -> int:
+    """Append to the tuning log every stored result it lacks (a result copied in from another store, or stored
+    before the log began); returns how many were added."""
+    logged = {json.dumps(e, sort_keys=True) for e in tuning_log(root)}
+    missing = [r for r in stored(root=root)
+               if r.scale != "smoke" and json.dumps(log_entry(r), sort_keys=True) not in logged]
+    for r in missing:
+        log_run(r, root)
+    return len(missing)
+
+
+def tried(code: str, dataset: str, scale: str, root: Path | None = None) -> set[tuple[str, int]]:
+    """The configurations (run, seed) of ``code`` on ``dataset`` at ``scale`` in the tuning log."""
+    return {(e["model"], e["seed"]) for e in tuning_log(root)
+            if (e["code"], e["dataset"], e["scale"]) == (code, dataset, scale)}
 
 
 # --------------------------------------------------------------- validation

@@ -232,3 +232,28 @@ def test_a_hand_edited_codelength_is_refused_beside_its_per_sample_bits(tmp_path
     with pytest.raises(results.ResultFileError, match=r"codelength_bits 122.4568 disagrees with the per-sample bits "
                                                       r"stored beside it in .*bits.npy \(sum 123.4568\)"):
         results.load_file(path)
+
+
+def test_every_stored_result_enters_the_tuning_log_and_stays_there(tmp_path):
+    """The tuning log keeps a line per stored result, also after the result is replaced or deleted, so that the
+    charge for picking the shortest counts every configuration tried."""
+    from mdl_utils.tables.paper import choice_charge
+
+    a, b = (make(code="prequential", scale="cpu", model=m, codelength_bits=bits) for m, bits in (("a", 100.), ("b", 90.)))
+    for r in (a, b, make(code="prequential", scale="cpu", model="b", codelength_bits=80.0), make(model="smoke")):
+        results.save(r, "prequential", tmp_path)
+    lines = results.tuning_log(tmp_path)
+    assert [(e["model"], e["codelength_bits"]) for e in lines] == [("a", 100.0), ("b", 90.0), ("b", 80.0)]
+    assert results.tried("prequential", "mnist", "cpu", tmp_path) == {("a", 0), ("b", 0)}  # smoke runs: not logged
+    results.path_of(a, "prequential", tmp_path).unlink()  # a replaced or deleted run was still tried
+    left = results.stored("prequential", tmp_path)
+    assert [r.model for r in left] == ["b"] and choice_charge(left[0], left, tmp_path) == (2, 1.0)
+    assert results.log_stored(tmp_path) == 0  # nothing stored is missing from the log
+
+
+def test_the_committed_tuning_log_holds_every_stored_result():
+    logged = {(e["code"], e["dataset"], e["model"], e["scale"], e["seed"], e["started"])
+              for e in results.tuning_log()}
+    for r in results.stored():
+        assert r.scale == "smoke" or (r.code, r.dataset, r.model, r.scale, r.seed, r.provenance.get("started")) in logged, \
+            f"{r.code}/{r.dataset}/{r.model}: run results.log_stored() after copying results in"

@@ -77,9 +77,9 @@ def test_the_intros_verdict_in_short_says_what_the_table_says():
         assert rows[claim] == expected[claim], f"the verdict on {claim!r} changed: update book/intro.md"
 
 
-def test_the_choice_charge_counts_the_runs_of_the_code_dataset_and_scale():
-    """log2 N for N stored runs of the same code, dataset and scale; other codes, datasets and scales do not count,
-    and a code stored once costs nothing more."""
+def test_the_choice_charge_counts_the_runs_of_the_code_dataset_and_scale(tmp_path):
+    """log2 N for N stored runs of the same code, dataset and scale (a store with an empty tuning log); other codes,
+    datasets and scales do not count, and a code stored once costs nothing more."""
     from mdl_utils.results import CodeResult
 
     def run(code="prequential", dataset="mnist", model="a", scale="cpu", bits=100.0, seed=0):
@@ -88,8 +88,8 @@ def test_the_choice_charge_counts_the_runs_of_the_code_dataset_and_scale():
     best = run(bits=90.0)
     everything = [best, run(model="b"), run(model="c", seed=1), run(model="d"), run(code="switch"),
                   run(dataset="cifar10"), run(scale="smoke")]
-    assert paper.choice_charge(best, everything) == (4, 2.0)
-    assert paper.choice_charge(everything[4], everything) == (1, 0.0)
+    assert paper.choice_charge(best, everything, tmp_path) == (4, 2.0)
+    assert paper.choice_charge(everything[4], everything, tmp_path) == (1, 0.0)
 
 
 def test_the_choice_table_adds_the_charge_to_every_stored_best():

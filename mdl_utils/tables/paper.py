@@ -15,7 +15,7 @@ from .render import (BOOK_SCALES, DATASETS, _everything, _fill_missing, _fold, _
 
 from .. import codes
 from ..formats import kbits, markdown, percent, ratio
-from ..results import CodeResult
+from ..results import CodeResult, tried
 from ..scales import SCALE_WORDS
 
 
@@ -47,14 +47,16 @@ def best_result(code: str, dataset: str, results: list[CodeResult]) -> CodeResul
     return None
 
 
-def choice_charge(r: CodeResult, everything: Sequence[CodeResult]) -> tuple[int, float]:
-    """(N, log2 N): the number of stored runs of ``r``'s code on its dataset at its scale (models, recipes and
-    seeds alike) that our "shortest" was picked from, and the bits that naming the pick costs. Picking the shortest
-    of N codes after seeing the labels is itself a code only if the decoder is told which: log2 N more bits (a
-    uniform choice among N). The paper's Tables 1 and 2 select "the model and hyperparameters providing the best
-    compression bound" without this charge; its Sec. 3.4 notes that hyperparameters may be sent first at a small
-    cost. Recipes tuned before their runs were stored are not counted, so this is a lower bound on the charge."""
-    n = sum((x.code, x.dataset, x.scale) == (r.code, r.dataset, r.scale) for x in everything)
+def choice_charge(r: CodeResult, everything: Sequence[CodeResult], root: Path | None = None) -> tuple[int, float]:
+    """(N, log2 N): the number of configurations of ``r``'s code on its dataset at its scale (runs, recipes and
+    seeds alike) that our "shortest" was picked from, and the bits that naming the pick costs: those in the tuning
+    log (every result ever stored: results.tuning_log) and those stored. Picking the shortest of N codes after
+    seeing the labels is itself a code only if the decoder is told which: log2 N more bits (a uniform choice among
+    N). The paper's Tables 1 and 2 select "the model and hyperparameters providing the best compression bound"
+    without this charge; its Sec. 3.4 notes that hyperparameters may be sent first at a small cost. Configurations
+    tried before the log began (2026-12-07) and never stored are not counted: a lower bound on the charge."""
+    stored = {(x.model, x.seed) for x in everything if (x.code, x.dataset, x.scale) == (r.code, r.dataset, r.scale)}
+    n = len(stored | tried(r.code, r.dataset, r.scale, root))
     return n, math.log2(max(n, 1))
 
 
@@ -64,19 +66,22 @@ def choice_rows(root: Path | None = None) -> list[list]:
     everything, rows = _everything(root), []
     for (code, ds), r in best_results(root).items():
         if r is not None:
-            n, charge = choice_charge(r, everything)
+            n, charge = choice_charge(r, everything, root)
             rows.append([_label_of(code), label(ds), r.model, kbits(r.codelength_bits, 3), f"{n:,}",
                          f"{charge:.1f}", kbits(r.codelength_bits + charge, 3)])
     return rows
 
 
 def choice_table(root: Path | None = None) -> None:
-    """Summary: the best of each code charged for its choice among the stored runs (:func:`choice_charge`)."""
-    display_markdown(markdown(["code", "dataset", "our shortest", "kbits", "runs stored", "choice (bits)",
+    """Summary: the best of each code charged for its choice among the configurations tried
+    (:func:`choice_charge`)."""
+    display_markdown(markdown(["code", "dataset", "our shortest", "kbits", "configurations tried", "choice (bits)",
                                "charged kbits"], choice_rows(root),
                               "Our shortest stored code of each row of Tables 1 and 2, and what it costs once the "
-                              "choice is paid: log2 N bits to tell the decoder which of the N stored runs of that "
-                              "code, dataset and scale it is. Tuning done before a run was stored is not counted."))
+                              "choice is paid: log2 N bits to tell the decoder which of the N configurations of "
+                              "that code, dataset and scale tried on the labels it is (the tuning log, "
+                              "results/tuning_log.jsonl, keeps every result ever stored, also those replaced "
+                              "since). Tuning never stored, before the log began, is not counted."))
 
 
 def paper_rows() -> list[dict]:
