@@ -67,7 +67,8 @@ class Recipe:
     kernels on CUDA (no effect on the CPU). ``uniform_below``: the
     blocks after fewer than that many labels are sent with the uniform code too (no model trained: the
     timesteps stay those of the other runs, for the switch code). ``calibrate``: a softmax temperature in
-    ``temperature_range`` fitted on the held-out labels (when there are at least ``min_calibration``).
+    ``temperature_range`` fitted on the held-out labels (when there are at least ``min_calibration``), its
+    prediction hedged with the raw one label by label (:mod:`mdl_utils.codes.calibration`).
     ``record_epochs``: also record each block's bits after every evaluation (self-switch; does not change the
     code). The defaults are Algorithm 2 as the paper runs it: cold, per-epoch early stopping, best epoch
     restored, constant learning rate, float32.
