@@ -406,3 +406,20 @@ def test_calibration_effect_adds_up_block_by_block():
         assert e["saved_bits"] == pytest.approx(per_block, rel=1e-9, abs=1e-6), (stored.dataset, stored.model)
         checked += 1
     assert checked >= 5
+
+
+def test_epoch_records_do_not_change_a_warm_augmented_batch_norm_code():
+    """vgg6_warm's ingredients (batch norm, warm start, augmentation by shifts and flips, a cosine schedule,
+    uniform first blocks, NHWC): recording each epoch's bits (self-switch) leaves every label's bits as they are,
+    so the best networks can record them at no cost in bits."""
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(64, 3, 32, 32, generator=g), torch.randint(0, 10, (64,), generator=g)
+    ds = data.Dataset("toy", "train", x, y, 10, [str(k) for k in range(10)], "test tensors", 0, np.arange(64))
+    recipe = dataclasses.replace(P.settings("cpu").recipe("cifar10", "vgg6_warm", 64), timesteps=(8, 44, 56, 64),
+                                 epochs=2, min_steps=0, batch_size=16, uniform_below=40, min_calibration=4)
+    codes = {flag: P.prequential_code(ds, None, dataclasses.replace(recipe, record_epochs=flag), scale="smoke",
+                                      device="cpu", progress=False) for flag in (True, False)}
+    assert np.array_equal(codes[True].arrays["bits"], codes[False].arrays["bits"])
+    epoch_bits = codes[True].curves["epoch_bits"]
+    assert [len(e) for e in epoch_bits] == [1, 3, 3] and codes[False].curves["epoch_bits"] == [[]] * 3
+    assert epoch_bits[0][0] == pytest.approx(36 * math.log2(10))  # the uniform block (t_s = 8 < 40)

@@ -143,6 +143,19 @@ def test_self_switch_only_for_runs_that_record_their_epochs(monkeypatch):
     assert S.runs("mnist", "smoke") == [("mnist", "switch-mlp-quiet-uniform"), ("mnist", "mlp")]
 
 
+def test_a_run_stored_without_epoch_records_has_no_self_switch(tmp_path, monkeypatch):
+    """A recipe that records its epochs now, but whose stored run was made before it did: no self-switch until
+    that run is redone (the stored result, not the recipe, has the bits the self-switch code reads)."""
+    from mdl_utils import results
+    monkeypatch.setenv("MDL_RESULTS", str(tmp_path))
+    monkeypatch.setitem(P.SCALES, "smoke", {**P.SCALES["smoke"], "models": {"mnist": ("mlp",)}})
+    assert S.runs("mnist", "smoke") == [("mnist", "switch-mlp-uniform"), ("mnist", "mlp")]  # not stored: the recipe
+    for epoch_bits, expected in (([[], []], []), ([[4.0], [3.0, 2.0]], [("mnist", "mlp")])):
+        results.save(results.CodeResult("prequential", "mnist", "mlp", "smoke", 4, 4, 5.0,
+                                        curves={"epoch_bits": epoch_bits}), "prequential")
+        assert S.runs("mnist", "smoke") == [("mnist", "switch-mlp-uniform")] + expected
+
+
 def test_switch_gain_notes_bound_the_block_sequences_saving_by_hand(tmp_path, monkeypatch):
     """Two runs on 4 labels in blocks [0,2) and [2,4), K = 4 (uniform: 4 bits a block): run a costs 3 + 1 bits,
     run b 1 + 2, so b is the best single run (3 bits), and a beats it on the second block only, by 1 bit: the

@@ -32,15 +32,17 @@ RECIPES: dict[str, dict[str, Any]] = {
     "mlp_warm": dict(model="mlp", warm_start=True, epochs=20, **_COSINE),
     # MNIST CNN: warm, 10 epochs per block (at least 100 steps) under a cosine learning rate, translations by up
     # to 2 pixels, NHWC, the first 32 labels uniform, calibration from 50 labels on. float32: under portable
-    # numerics bfloat16 autocast has no fast kernel (5x slower than float32; benchmarks/bench_numerics.py)
+    # numerics bfloat16 autocast has no fast kernel (5x slower than float32; benchmarks/bench_numerics.py).
+    # Each block's bits after every evaluation are recorded for the self-switch code (one more prediction of
+    # the block per evaluation; the code's bits do not change)
     "cnn4_warm": dict(model="cnn4", warm_start=True, epochs=10, min_steps=100, **_COSINE, augment=True,
                       augment_shift=2, augment_flip=False, augment_fill="min", channels_last=True,
-                      uniform_below=32, min_calibration=50, record_epochs=False),
+                      uniform_below=32, min_calibration=50),
     # CIFAR-10: the same scheme on a 6-conv VGG-like network with batch norm, VGGb's augmentation (translations
     # by up to 4 pixels, flips), the first 40 labels uniform
     "vgg6_warm": dict(model="vgg6", warm_start=True, epochs=10, min_steps=100, **_COSINE, augment=True,
                       augment_shift=4, augment_flip=True, augment_fill="zero", channels_last=True,
-                      uniform_below=40, min_calibration=50, record_epochs=False),
+                      uniform_below=40, min_calibration=50),
 }
 # Ablations (the chapter's table): one ingredient changed at a time.
 RECIPES.update({
@@ -49,10 +51,10 @@ RECIPES.update({
     "mlp_cold_cosine_min200": {**RECIPES["mlp_warm"], "warm_start": False, "min_steps": 200},
     "mlp_warm_early_stopping": dict(model="mlp", warm_start=True, epochs=20),  # the paper's stopping rule
     "mlp_warm_max500": {**RECIPES["mlp_warm"], "max_steps": 500},  # at most 500 steps per block: half the time
-    "cnn4_warm_epochs5": {**RECIPES["cnn4_warm"], "epochs": 5},
-    "cnn4_cold": {**RECIPES["cnn4_warm"], "warm_start": False},
-    "cnn4_warm_min0": {**RECIPES["cnn4_warm"], "min_steps": 0},
-    "cnn4_cold_min0": {**RECIPES["cnn4_warm"], "warm_start": False, "min_steps": 0},
+    "cnn4_warm_epochs5": {**RECIPES["cnn4_warm"], "epochs": 5, "record_epochs": False},
+    "cnn4_cold": {**RECIPES["cnn4_warm"], "warm_start": False},  # records its epochs: the paper's self-switch is cold
+    "cnn4_warm_min0": {**RECIPES["cnn4_warm"], "min_steps": 0, "record_epochs": False},
+    "cnn4_cold_min0": {**RECIPES["cnn4_warm"], "warm_start": False, "min_steps": 0, "record_epochs": False},
 })
 
 

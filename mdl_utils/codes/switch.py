@@ -240,10 +240,15 @@ def networks(model: str, dataset: str, scale: str) -> list[str]:
     return [n for _, _, m in needs(dataset, model, scale) for n in codes.networks("prequential", m, dataset, scale)]
 
 
-def records_epochs(dataset: str, model: str, scale: str) -> bool:
-    """Whether the prequential run ``model`` records each block's bits after every evaluation (its recipe's
-    ``record_epochs``), which its self-switch code needs."""
-    return codes.chapter("prequential").module.settings(scale).recipe(dataset, model, 2).record_epochs
+def records_epochs(dataset: str, model: str, scale: str, root: str | Path | None = None) -> bool:
+    """Whether the prequential run ``model`` records each block's bits after every evaluation, which its
+    self-switch code needs: its stored result's records when it is stored (in ``root``), else its recipe's
+    ``record_epochs`` (a run stored before its recipe recorded epochs has no self-switch until it is rerun)."""
+    try:
+        stored = results.load("prequential", dataset, model, scale, root=root)
+    except results.MissingResultError:
+        return codes.chapter("prequential").module.settings(scale).recipe(dataset, model, 2).record_epochs
+    return any(len(e) for e in stored.curves.get("epoch_bits", []))
 
 
 def runs(dataset: str, scale: str, models: Sequence[str] | None = None) -> list[tuple[str, str]]:
