@@ -64,6 +64,7 @@ MEASURE_JS = """
     b.setAttribute("data-smallest-figure-scale", scale.toFixed(3));
     b.setAttribute("data-smallest-figure", which);
     b.setAttribute("data-table-count", tables.length);
+    b.setAttribute("data-stacked-tables", document.querySelectorAll("table.stacked").length);
     b.setAttribute("data-widest-table-overflow", worst === null ? 0 : Math.round(worst));
     b.setAttribute("data-widest-table", info);
     var cut = 0, cutWhat = "";  // wider than the window, with no scrolling box around it: cut off
@@ -77,6 +78,21 @@ MEASURE_JS = """
       cut = over; cutWhat = "<" + el.tagName.toLowerCase() + "> ends " + Math.round(over) + " px past a " +
         window.innerWidth + " px window";
     });
+    var hidden = 0, hiddenWhat = "";  // the paper's column: every cell inside the window, without scrolling
+    tables.forEach(function (t) {
+      t.querySelectorAll("thead th").forEach(function (th, i) {
+        if (!/paper/i.test(th.textContent)) return;
+        t.querySelectorAll("tbody tr").forEach(function (tr) {
+          var td = tr.children[i], r = td ? td.getBoundingClientRect() : null;
+          if (!r || r.width === 0 && r.height === 0) return;
+          var over = Math.max(r.right - window.innerWidth, -r.left);
+          if (over > hidden) { hidden = over; hiddenWhat = "'" + th.textContent.trim() + "' ends " + Math.round(over) +
+                                                           " px outside a " + window.innerWidth + " px window"; }
+        });
+      });
+    });
+    b.setAttribute("data-paper-column-hidden", Math.round(hidden));
+    b.setAttribute("data-paper-column-hidden-what", hiddenWhat);
     b.setAttribute("data-cut-off", Math.round(cut));
     b.setAttribute("data-cut-off-what", cutWhat);
     b.setAttribute("data-page-height", document.documentElement.scrollHeight);
@@ -199,6 +215,9 @@ def page_problems(dom: str, width: int = WIDTH) -> list[str]:
                         f"({body.get('data-widest-table')})")
     if int(body.get("data-cut-off", "0")) > TOLERANCE_PX:
         problems.append(f"cut off at this width, no sideways scrolling: {body.get('data-cut-off-what')}")
+    if int(body.get("data-paper-column-hidden", "0")) > TOLERANCE_PX:
+        problems.append(f"the paper's column is off-screen until the reader scrolls sideways: "
+                        f"{body.get('data-paper-column-hidden-what')}")
     if float(body.get("data-smallest-figure-scale", "1")) < MIN_FIGURE_SCALE:
         problems.append(f"a figure is shown at {float(body['data-smallest-figure-scale']):.0%} of its size, its "
                         f"text shrunk with it ({body.get('data-smallest-figure')}): make it narrower")
@@ -225,7 +244,8 @@ GOOD = """<html><head></head><body data-browser-check="done" data-widest-table-o
 BAD = """<html><head></head><body data-browser-check="done" data-widest-table-overflow="120"
  data-widest-table="920 px in a 800 px column" data-smallest-figure-scale="0.500"
  data-smallest-figure="1600 px shown at 800 px" data-cut-off="168"
- data-cut-off-what="&lt;img&gt; ends 168 px past a 400 px window"><article role="main">
+ data-cut-off-what="&lt;img&gt; ends 168 px past a 400 px window" data-paper-column-hidden="310"
+ data-paper-column-hidden-what="'paper (kbits)' ends 310 px outside a 400 px window"><article role="main">
 <p>$$x$$ and <span class="math notranslate nohighlight">\\(n \\log_2 K\\)</span> as in {cite}`blier2018description`.</p>
 <div class="cell_output"><div class="output stderr"><pre>Traceback (most recent call last):
   File "x.py", line 1
@@ -241,7 +261,8 @@ def test_checker_flags_a_bad_page():
     problems = "\n".join(page_problems(BAD))
     for expected in ["not typeset by MathJax", "raw LaTeX delimiters", "raw citation", "traceback in an output",
                      "stderr/traceback output block", "overflows the content column by 120 px",
-                     "figure is shown at 50% of its size", "cut off at this width, no sideways scrolling: <img>"]:
+                     "figure is shown at 50% of its size", "cut off at this width, no sideways scrolling: <img>",
+                     "the paper's column is off-screen until the reader scrolls sideways: 'paper (kbits)'"]:
         assert expected in problems, (expected, problems)
     assert "width check did not run" in "\n".join(page_problems("<html><body><p>x</p></body></html>"))
 
@@ -266,6 +287,29 @@ def test_a_cut_off_figure_is_caught_at_phone_width(chromium, tmp_path):
     page.write_text(f'<html><head></head><body><article role="main"><div style="overflow-x:auto">{img}</div>'
                     '</article></body></html>')
     assert page_problems(render(page, chromium, width=PHONE), PHONE) == []
+
+
+def test_a_wide_table_keeps_the_papers_column_on_a_phone(chromium, tmp_path):
+    """A table wider than a phone, in a box that scrolls: its paper column starts off-screen (flagged); with the
+    book's _static/phone_tables.js and book.css it becomes one card per row and every cell is on screen."""
+    head = "".join(f"<th>column {i}</th>" for i in range(8)) + "<th>paper (kbits)</th>"
+    row = "".join(f"<td>{i * 1111.1:,.1f}</td>" for i in range(8)) + "<td>4.10</td>"
+    table = (f'<div style="overflow-x:auto"><table class="table"><thead><tr>{head}</tr></thead>'
+             f"<tbody><tr>{row}</tr><tr>{row}</tr></tbody></table></div>")
+    page = tmp_path / "table.html"
+    page.write_text(f'<html><head></head><body><article role="main">{table}</article></body></html>')
+    problems = page_problems(render(page, chromium, width=PHONE), PHONE)
+    assert any("paper's column is off-screen" in p for p in problems), problems
+    static = ROOT / "_static"
+    page.write_text(f'<html><head><link rel="stylesheet" href="{(static / "book.css").as_uri()}">'
+                    f'<script src="{(static / "phone_tables.js").as_uri()}"></script></head>'
+                    f'<body><article role="main">{table}</article></body></html>')
+    dom = render(page, chromium, width=PHONE)
+    assert page_problems(dom, PHONE) == []
+    assert BeautifulSoup(dom, "html.parser").body["data-stacked-tables"] == "1"
+    wide = BeautifulSoup(render(page, chromium, width=WIDTH), "html.parser")  # on a desktop it stays a table
+    assert wide.body["data-stacked-tables"] == "0" and wide.select("table.stacked") == []
+    assert [td["data-label"] for td in wide.select("td[data-label]")] == []
 
 
 def test_a_script_error_is_caught_in_a_real_browser(chromium, tmp_path):
