@@ -147,3 +147,9 @@ def test_the_sentences_of_the_stored_results_carry_their_numbers():
         name = "MNIST" if ds == "mnist" else "CIFAR-10"
         (line,) = [x for x in paper.gap_sentences((code,)) if x.startswith(f"**{name}**")]
         assert f"{r.codelength_bits / 1000:,.1f} kbits" in line
+
+
+def test_the_hardware_sentence_counts_threads_in_english():
+    """Results written before the provenance said "1 thread" must not print "1 threads" in the summary."""
+    hardware = [n for n in paper.gap_notes() if n.startswith("Hardware of our runs")]
+    assert hardware and "1 threads" not in hardware[0] and "thread" in hardware[0]

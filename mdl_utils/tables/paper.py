@@ -208,7 +208,8 @@ def gap_notes(root: Path | None = None, plans: Mapping[str, Sequence[Mapping]] |
     notes = ["Data: " + "; ".join(f"{ds} from {src}" for ds, src in sources.items() if src) + "."] if sources else []
     if best:
         hours = sum(_seconds(r) for r in best.values()) / 3600
-        devices = sorted({r.provenance.get("device", "?") for r in best.values()})
+        devices = sorted({re.sub(r"\b1 threads\b", "1 thread", r.provenance.get("device", "?"))  # older results
+                          for r in best.values()})
         kinds = sorted({numerics_words(r) for r in best.values()})
         notes.append(f"Hardware of our runs: {' and '.join(devices)}; together they took {hours:,.1f} hours. "
                      f"Numerics: {'; '.join(kinds)}.")
