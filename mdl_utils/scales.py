@@ -92,8 +92,14 @@ def matches(value: Any, annotation: Any) -> bool:
 
 
 def as_params(settings: Any) -> dict[str, Any]:
-    """The settings as a JSON-ready dict (tuples become lists), for a result's ``params``."""
-    return json_ready(dataclasses.asdict(settings))
+    """The settings as a JSON-ready dict (tuples become lists), for a result's ``params``. A field added after
+    results and labels files were written (``metadata={"omit_default": True}``) appears only when it is not at
+    its default, so the params, checkpoints and file recipe hashes of the runs before it stay as they were."""
+    d = dataclasses.asdict(settings)
+    for f in dataclasses.fields(settings):
+        if f.metadata.get("omit_default") and d[f.name] == f.default:
+            del d[f.name]
+    return json_ready(d)
 
 
 def json_ready(value: Any) -> Any:

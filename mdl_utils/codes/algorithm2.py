@@ -40,6 +40,7 @@ from ..bits import accuracy, per_sample_bits, total, uniform_bits
 from ..models import build, num_parameters
 from ..results import CodeResult, Stopwatch, provenance
 from .calibration import fit_temperature, hedged_bits, label_probabilities
+from ..tta import check as check_tta, predictor as tta_predictor
 from ..training import (SCHEDULES, Augmentation, FitOptions, FitResult, fit, precision, predict_logits,
                         resolve_device, validation_size)
 
@@ -70,8 +71,10 @@ class Recipe:
     ``temperature_range`` fitted on the held-out labels (when there are at least ``min_calibration``), its
     prediction hedged with the raw one label by label (:mod:`mdl_utils.codes.calibration`).
     ``record_epochs``: also record each block's bits after every evaluation (self-switch; does not change the
-    code). The defaults are Algorithm 2 as the paper runs it: cold, per-epoch early stopping, best epoch
-    restored, constant learning rate, float32.
+    code). ``tta``: each block's predictions averaged over fixed views of the images (test-time augmentation,
+    :mod:`mdl_utils.tta`: "none", "flip", "shift1", "flip_shift1"), the temperature fitted on those averages.
+    The defaults are Algorithm 2 as the paper runs it: cold, per-epoch early stopping, best epoch restored,
+    constant learning rate, float32.
     """
 
     model: str
@@ -102,12 +105,14 @@ class Recipe:
     bf16: bool = False
     tf32: bool = False
     uniform_below: int = 0
+    tta: str = dataclasses.field(default="none", metadata={"omit_default": True})  # absent from older params
 
     def __post_init__(self):
         for name in ("timesteps", "temperature_range"):  # JSON gives lists
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        check_tta(self.tta)
         if self.carry_optimizer and not self.warm_start:
             raise ValueError("carry_optimizer needs warm_start=True (a cold block has no optimizer to continue)")
 
@@ -212,6 +217,14 @@ class Chain:
         net = build(self.recipe.model, tuple(self.x.shape[1:]), self.K, seed=self.recipe.seed)
         return net.to(memory_format=torch.channels_last) if self.recipe.channels_last else net
 
+    def predictor(self, model: torch.nn.Module) -> torch.nn.Module:
+        """What predicts the block's labels with ``model``: the model, or its prediction averaged over the recipe's
+        test-time views (:mod:`mdl_utils.tta`; the pixels a shift brings in are the training's augmentation fill)."""
+        if isinstance(model, UniformModel):
+            return model
+        fill = float(self.x.min()) if self.recipe.augment_fill == "min" and len(self.x) else 0.0
+        return tta_predictor(model, self.recipe.tta, fill)
+
     def block_index(self, t_s: int) -> int:
         """s of the block trained on the first t_s labels (t_s = t_s of the recipe's timesteps)."""
         steps = list(self.recipe.timesteps)
@@ -235,7 +248,7 @@ class Chain:
                      device=self.device, on_epoch_end=on_epoch_end, optimizer=self.optimizer)
         self.optimizer = fitted.optimizer if r.carry_optimizer else None
         self.trained = s
-        self.temperature = calibration_temperature(self.model, self.x, y_prefix, r, self.device)
+        self.temperature = calibration_temperature(self.predictor(self.model), self.x, y_prefix, r, self.device)
         return fitted
 
     def _uniform_block(self, s: int, on_epoch_end: Callable | None) -> FitResult:
@@ -248,7 +261,7 @@ class Chain:
 
     def logits(self, start: int, end: int, calibrated: bool = True) -> torch.Tensor:
         """The current model's logits of samples start..end-1 (divided by the block's temperature)."""
-        z = predict_logits(self.model, self.x[start:end], self.device)
+        z = predict_logits(self.predictor(self.model), self.x[start:end], self.device)
         return z / self.temperature if calibrated else z
 
     def next_block_raw(self, y_prefix: torch.Tensor, t_next: int) -> tuple[torch.Tensor, float]:
@@ -268,7 +281,7 @@ class Chain:
         out: list[torch.Tensor] = []
 
         def record(epoch: int, model) -> None:
-            z, temperature = encoding(model, self.x, y_prefix, t_next, self.recipe, self.device)
+            z, temperature = encoding(self.predictor(model), self.x, y_prefix, t_next, self.recipe, self.device)
             out.append(z / temperature)
 
         self.train(y_prefix, on_epoch_end=record)
@@ -306,7 +319,7 @@ def encode_block(train: data.Dataset, test: data.Dataset | None, t_s: int, t_nex
     epoch_bits: dict[str, list[float]] = {"uncalibrated": [], "temperature": []}
 
     def record_epoch(epoch: int, model) -> None:
-        z, temperature = encoding(model, chain.x, y_prefix, t_next, recipe, device)
+        z, temperature = encoding(chain.predictor(model), chain.x, y_prefix, t_next, recipe, device)
         epoch_bits["uncalibrated"].append(total(per_sample_bits(z, y_block)))
         epoch_bits["temperature"].append(total(per_sample_bits(z / temperature, y_block)))
 
@@ -320,7 +333,7 @@ def encode_block(train: data.Dataset, test: data.Dataset | None, t_s: int, t_nex
         "temperature": chain.temperature, "bits_uncalibrated": total(raw), "bits_temperature": total(scaled),
         "epoch_bits_uncalibrated": epoch_bits["uncalibrated"], "epoch_bits_temperature": epoch_bits["temperature"],
         "block_accuracy": accuracy(logits, y_block),
-        "test_accuracy": (accuracy(predict_logits(chain.model, chain.inputs(test.x), device), test.y)
+        "test_accuracy": (accuracy(predict_logits(chain.predictor(chain.model), chain.inputs(test.x), device), test.y)
                           if test is not None else None),
         "train_seconds": fitted.seconds, "seconds": time.perf_counter() - t0,
         "cpu_seconds": time.process_time() - c0,
