@@ -55,6 +55,11 @@ RECIPES.update({
     "cnn4_cold": {**RECIPES["cnn4_warm"], "warm_start": False},  # records its epochs: the paper's self-switch is cold
     "cnn4_warm_min0": {**RECIPES["cnn4_warm"], "min_steps": 0, "record_epochs": False},
     "cnn4_cold_min0": {**RECIPES["cnn4_warm"], "warm_start": False, "min_steps": 0, "record_epochs": False},
+    # Test-time augmentation (mdl_utils.tta): the same chains, each block predicted as the average over the
+    # identity and one-pixel shifts (cnn4) or the mirror image (vgg6), views of the training's augmentation.
+    # Epochs unrecorded: every evaluation would predict the block once per view
+    "cnn4_warm_tta": {**RECIPES["cnn4_warm"], "tta": "shift1", "record_epochs": False},
+    "vgg6_warm_tta": {**RECIPES["vgg6_warm"], "tta": "flip", "record_epochs": False},
 })
 
 
