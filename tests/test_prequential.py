@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdl_utils import coder, data, models, results, training
+from mdl_utils import coder, data, models, results, scales, training
 from mdl_utils.bits import per_sample_bits, total
 from mdl_utils.codes import algorithm2 as A
 from mdl_utils.codes.calibration import hedged_bits, label_probabilities
@@ -423,3 +423,26 @@ def test_epoch_records_do_not_change_a_warm_augmented_batch_norm_code():
     epoch_bits = codes[True].curves["epoch_bits"]
     assert [len(e) for e in epoch_bits] == [1, 3, 3] and codes[False].curves["epoch_bits"] == [[]] * 3
     assert epoch_bits[0][0] == pytest.approx(36 * math.log2(10))  # the uniform block (t_s = 8 < 40)
+
+
+def test_the_ablation_table_measures_test_time_views_against_the_same_chain_without_them(monkeypatch):
+    """cnn4_warm_tta is measured against cnn4_warm (its blocks train the same way; recording epochs or not changes
+    no bit), not against Algorithm 2; the other runs keep their references."""
+    from mdl_utils.tables import prequential as T
+    from mdl_utils.tables import render
+
+    shown = []
+    monkeypatch.setattr(render, "display_markdown", shown.append)
+
+    def run(name, bits, **changes):
+        params = scales.as_params(P.settings("cpu").recipe("mnist", name, 60000))
+        return results.CodeResult("prequential", "mnist", name, "cpu", 60000, 10, bits, params={**params, **changes},
+                                  provenance={"wall_seconds": 600.0})
+
+    found = [run("cnn4", 4000.0), run("cnn4_warm", 3300.0, record_epochs=False), run("cnn4_warm_tta", 3100.0),
+             run("cnn4_cold", 4100.0)]
+    refs = {r.model: (T._reference(r, found)[0] or r).model for r in found}
+    assert refs == {"cnn4": "cnn4", "cnn4_warm": "cnn4", "cnn4_warm_tta": "cnn4_warm", "cnn4_cold": "cnn4"}
+    T.prequential_ablation_table({("mnist", r.model): r for r in found})
+    row = next(line for line in shown[0].splitlines() if "| cnn4_warm_tta |" in line)
+    assert "| shift1 |" in row and "| cnn4_warm |" in row and "| 200 |" in row, row

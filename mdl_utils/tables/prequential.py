@@ -259,6 +259,22 @@ def _cold_reference(r: CodeResult, found: Sequence[CodeResult]) -> tuple[CodeRes
     return None, ""
 
 
+UNCODED = ("record_epochs",)  # params that do not change a run's bits
+
+
+def _reference(r: CodeResult, found: Sequence[CodeResult]) -> tuple[CodeResult | None, str]:
+    """The run the ablation table measures ``r`` against: for a run with test-time views (``tta``), the same recipe
+    without them (its blocks trained the same way); else :func:`_cold_reference`."""
+    def plain(x: CodeResult) -> dict:
+        return {k: v for k, v in x.params.items() if k not in ("tta", *UNCODED)}
+
+    if r.params.get("tta", "none") != "none":
+        twin = next((x for x in found if x.dataset == r.dataset and x.params.get("tta", "none") == "none"
+                     and plain(x) == plain(r)), None)
+        return (twin, "without test-time views") if twin is not None else (None, "")
+    return _cold_reference(r, found)
+
+
 def recipe_cells(p: Mapping[str, Any]) -> list[str]:
     """A recipe's ingredients (its params) as short cells, the one rendering of a recipe: start (cold, or warm with
     replay and perhaps Adam's state), budget (epochs per block, steps) and learning-rate schedule, stopping rule
@@ -282,11 +298,14 @@ def prequential_ablation_table(results: Mapping) -> None:
         return
 
     def versus(r, f):
-        ref, _ = _cold_reference(r, found)
+        ref, _ = _reference(r, found)
         return "" if ref is None else f(ref)
 
     columns = [(name, lambda r, i=i: recipe_cells(r.params)[i])
                for i, name in enumerate(("start", "budget, lr", "stop, keep"))]
+    if any(r.params.get("tta", "none") != "none" for r in found):
+        columns.append(("test-time views", lambda r: {"none": ""}.get(r.params.get("tta", "none"),
+                                                                      r.params.get("tta"))))
     show(results, [*columns, ("kbits", lambda r: kbits(r.codelength_bits, 2)),
                    ("min.", lambda r: f"{_seconds(r) / 60:.1f}"),
                    ("against", lambda r: versus(r, lambda ref: ref.model)),
@@ -296,8 +315,10 @@ def prequential_ablation_table(results: Mapping) -> None:
          caption=f"**{label(found[0].dataset)}**: ablation of the recipes (one torch thread, 2-core CPU). Budget in "
                  "epochs per block (ep.) and optimizer steps, and the learning-rate schedule; stop, keep: early "
                  "stopping (patience) or none, and whether the best evaluated or the last weights are kept. Bits "
-                 "saved and time ratio against the run in the column 'against': Algorithm 2 (the paper's recipe, "
-                 "run under the architecture's own name), else the same recipe started cold.")
+                 "saved and time ratio against the run in the column 'against': for test-time views (the block "
+                 "predicted as the average over shifted or mirrored images, mdl_utils.tta), the same recipe without "
+                 "them; else Algorithm 2 (the paper's recipe, run under the architecture's own name), else the "
+                 "same recipe started cold.")
 
 
 def prequential_gains(results: Mapping) -> list[str]:
