@@ -28,6 +28,9 @@ TTA: dict[str, tuple[tuple[int, int, bool], ...]] = {
     "shift1": (IDENTITY, *SHIFTS1),                 # translations by one pixel (the cnn4 recipes' augmentation)
     "flip_shift1": (IDENTITY, (0, 0, True), *SHIFTS1),
 }
+WORDS = {"none": "the image alone", "flip": "the image and its mirror image",
+         "shift1": "the image and its four one-pixel shifts",
+         "flip_shift1": "the image, its mirror image and its four one-pixel shifts"}
 
 
 def check(name: str) -> tuple[tuple[int, int, bool], ...]:

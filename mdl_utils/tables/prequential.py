@@ -12,6 +12,7 @@ from .render import (_seconds, display_markdown, done, label, n_column, numerics
 
 
 from ..formats import bits, kbits, markdown, percent, ratio
+from .. import tta
 from ..results import CodeResult, load_array
 
 
@@ -319,6 +320,24 @@ def prequential_ablation_table(results: Mapping) -> None:
                  "predicted as the average over shifted or mirrored images, mdl_utils.tta), the same recipe without "
                  "them; else Algorithm 2 (the paper's recipe, run under the architecture's own name), else the "
                  "same recipe started cold.")
+
+
+def tta_gains(results: Mapping) -> list[str]:
+    """Chapter 6: each stored run with test-time views against the same chain without them (:func:`_reference`),
+    as sentences: the views, the bits saved, the time ratio."""
+    found = [r for r in results.values() if r is not None and r.code == "prequential"]
+    sentences = []
+    for r in found:
+        ref, words = _reference(r, found)
+        if ref is None or words != "without test-time views":
+            continue
+        saved = ref.codelength_bits - r.codelength_bits
+        sentences.append(
+            f"{label(r.dataset)}: predicting each block from {tta.WORDS[r.params['tta']]}, averaged (`{r.model}`), "
+            f"codes the labels in {kbits(r.codelength_bits, 2)} kbits instead of {kbits(ref.codelength_bits, 2)} "
+            f"(`{ref.model}`, the same chain): {bits(saved, 0)} bits ({saved / ref.codelength_bits:.1%}) "
+            f"{'fewer' if saved >= 0 else 'more'}, in {_seconds(r) / _seconds(ref):.2f}x the time.")
+    return sentences
 
 
 def prequential_gains(results: Mapping) -> list[str]:
