@@ -199,10 +199,11 @@ def switch_gain_notes(preq: Mapping | Sequence[CodeResult], switched: Mapping | 
 
 def prequential_recipe_words(p: Mapping[str, Any]) -> str:
     """A prequential run's recipe (its params) in words: its architecture, then :func:`recipe_cells` (start, budget
-    and schedule, stopping rule and kept weights) and its augmentation."""
+    and schedule, stopping rule and kept weights), its augmentation and its test-time views."""
     augment = (f"shifts <= {p.get('augment_shift', 4)} px" + (" and flips" if p.get("augment_flip", True) else "")
                if p.get("augment") else "")
-    return f"{p['model']}: " + "; ".join(filter(None, [*recipe_cells(p), augment]))
+    views = f"predicts from {tta.WORDS[p['tta']]}" if p.get("tta", "none") != "none" else ""
+    return f"{p['model']}: " + "; ".join(filter(None, [*recipe_cells(p), augment, views]))
 
 
 def prequential_block_rows(results: Sequence[CodeResult], steps: bool = True) -> tuple[list[str], list[list]]:
