@@ -1,4 +1,5 @@
-"""Test-time augmentation: a network's prediction averaged over fixed transformations of its input.
+"""Averaged predictions: a network's over fixed transformations of its input (test-time augmentation), and
+several networks' (an ensemble).
 
 For a trained network f and fixed views v_1..v_V of an image (the identity, translations by a pixel, a mirror
 image), the prediction of a label is the mixture
@@ -10,7 +11,8 @@ the inputs, so the prequential code stays causal: Bob recomputes every p(y | x) 
 decoded so far (Sec. 3.3 of the paper; issue 24, item 1). Views worth averaging are the ones the network was
 trained with (the recipe's augmentation): a network never shown mirror images gains nothing from them.
 
-``TTA`` names the view sets a prequential recipe can ask for (its ``tta`` field).
+``TTA`` names the view sets a prequential recipe can ask for (its ``tta`` field). The same average over the
+networks of an ensemble (:func:`mixture`) is the prediction of a recipe's ``members`` chains trained side by side.
 """
 
 from __future__ import annotations
@@ -56,14 +58,18 @@ def view(x: torch.Tensor, down: int, right: int, mirrored: bool, fill: float = 0
 
 
 class Averaged(nn.Module):
-    """``model``'s prediction averaged over ``views``: log((1/V) sum_v softmax(model(view_v(x)))), in float32."""
+    """The prediction of ``models`` (one network or several) averaged over them and over ``views``:
+    log((1/(M V)) sum_m sum_v softmax(model_m(view_v(x)))), in float32."""
 
-    def __init__(self, model: nn.Module, views: tuple[tuple[int, int, bool], ...], fill: float = 0.0):
+    def __init__(self, models: nn.Module | list[nn.Module], views: tuple[tuple[int, int, bool], ...] = (IDENTITY,),
+                 fill: float = 0.0):
         super().__init__()
-        self.model, self.views, self.fill = model, tuple(views), float(fill)
+        self.models = nn.ModuleList(models if isinstance(models, (list, tuple)) else [models])
+        self.views, self.fill = tuple(views), float(fill)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logs = [torch.log_softmax(self.model(view(x, *v, fill=self.fill)).float(), dim=1) for v in self.views]
+        logs = [torch.log_softmax(m(view(x, *v, fill=self.fill)).float(), dim=1)
+                for m in self.models for v in self.views]
         return torch.logsumexp(torch.stack(logs), dim=0) - math.log(len(logs))
 
 
@@ -72,3 +78,8 @@ def predictor(model: nn.Module, name: str, fill: float = 0.0) -> nn.Module:
     :class:`Averaged` over the views."""
     views = check(name)
     return model if views == (IDENTITY,) else Averaged(model, views, fill)
+
+
+def mixture(models: list[nn.Module]) -> nn.Module:
+    """The average of several networks' predictions (an ensemble's): the network itself when there is one."""
+    return models[0] if len(models) == 1 else Averaged(list(models))

@@ -445,10 +445,14 @@ def test_the_ablation_table_measures_test_time_views_against_the_same_chain_with
     assert refs == {"cnn4": "cnn4", "cnn4_warm": "cnn4", "cnn4_warm_tta": "cnn4_warm", "cnn4_cold": "cnn4"}
     T.prequential_ablation_table({("mnist", r.model): r for r in found})
     row = next(line for line in shown[0].splitlines() if "| cnn4_warm_tta |" in line)
-    assert "| shift1 |" in row and "| cnn4_warm |" in row and "| 200 |" in row, row
+    assert "| the image and its four one-pixel shifts |" in row and "| cnn4_warm |" in row and "| 200 |" in row
     assert T.prequential_recipe_words(found[2].params).endswith(
         "shifts <= 2 px; predicts from the image and its four one-pixel shifts")
     assert "predicts" not in T.prequential_recipe_words(found[1].params)
-    (sentence,) = T.tta_gains({("mnist", r.model): r for r in found})
+    (sentence,) = T.prediction_gains({("mnist", r.model): r for r in found})
     assert sentence.startswith("MNIST: predicting each block from the image and its four one-pixel shifts")
-    assert "3.10 kbits instead of 3.30 (`cnn4_warm`, the same chain): 200 bits (6.1%) fewer, in 1.00x" in sentence
+    assert "3.10 kbits instead of 3.30 (`cnn4_warm`, one chain and the image alone): 200 bits (6.1%) fewer, in 1.00x" \
+        in sentence
+    assert T.prediction_words({"members": 2, "tta": "flip"}) == \
+        "2 chains side by side, each from the image and its mirror image"
+    assert T.prediction_words({"members": 3}) == "3 chains side by side"

@@ -40,7 +40,7 @@ from ..bits import accuracy, per_sample_bits, total, uniform_bits
 from ..models import build, num_parameters
 from ..results import CodeResult, Stopwatch, provenance
 from .calibration import fit_temperature, hedged_bits, label_probabilities
-from ..tta import check as check_tta, predictor as tta_predictor
+from ..tta import check as check_tta, mixture, predictor as tta_predictor
 from ..training import (SCHEDULES, Augmentation, FitOptions, FitResult, fit, precision, predict_logits,
                         resolve_device, validation_size)
 
@@ -73,6 +73,8 @@ class Recipe:
     ``record_epochs``: also record each block's bits after every evaluation (self-switch; does not change the
     code). ``tta``: each block's predictions averaged over fixed views of the images (test-time augmentation,
     :mod:`mdl_utils.tta`: "none", "flip", "shift1", "flip_shift1"), the temperature fitted on those averages.
+    ``members``: that many chains of the recipe side by side, member m from seed + m, each block predicted by
+    the average of their predictions (:class:`Ensemble`).
     The defaults are Algorithm 2 as the paper runs it: cold, per-epoch early stopping, best epoch restored,
     constant learning rate, float32.
     """
@@ -106,6 +108,7 @@ class Recipe:
     tf32: bool = False
     uniform_below: int = 0
     tta: str = dataclasses.field(default="none", metadata={"omit_default": True})  # absent from older params
+    members: int = dataclasses.field(default=1, metadata={"omit_default": True})
 
     def __post_init__(self):
         for name in ("timesteps", "temperature_range"):  # JSON gives lists
@@ -113,6 +116,9 @@ class Recipe:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         check_tta(self.tta)
+        if self.members < 1 or self.members > 1 and self.record_epochs:
+            raise ValueError(f"members={self.members}: an ensemble needs at least 1 member, and records no epochs "
+                             "(set record_epochs=False)")
         if self.carry_optimizer and not self.warm_start:
             raise ValueError("carry_optimizer needs warm_start=True (a cold block has no optimizer to continue)")
 
@@ -306,15 +312,71 @@ class Chain:
             self.optimizer.load_state_dict(state["optimizer"])
 
 
+class Ensemble:
+    """The ``members`` chains of a recipe trained side by side, member m from seed + m (its own initialization and
+    mini-batch orders; member 0 is the recipe's single chain), each block predicted by the average of their
+    predictions (:func:`mdl_utils.tta.mixture`), the temperature fitted on that average. Bob trains the same
+    members: an ensemble, not a switch. The same interface as :class:`Chain` (no epoch records)."""
+
+    def __init__(self, x: torch.Tensor, num_classes: int, recipe: Recipe, device: str | torch.device = "auto"):
+        plain = dataclasses.replace(recipe, members=1, calibrate=False)
+        self.members = [Chain(x, num_classes, dataclasses.replace(plain, seed=recipe.seed + m), device)
+                        for m in range(recipe.members)]
+        first = self.members[0]
+        self.K, self.device, self.x, self.inputs = first.K, first.device, first.x, first.inputs
+        self.recipe, self.temperature = dataclasses.replace(recipe, timesteps=first.recipe.timesteps), 1.0
+
+    @property
+    def trained(self) -> int:
+        return self.members[0].trained
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The members' averaged prediction (uniform while every member's block is sent uniformly)."""
+        nets = [c.predictor(c.model) for c in self.members]
+        return nets[0] if isinstance(nets[0], UniformModel) else mixture(nets)
+
+    def predictor(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model  # the members' own views are in :attr:`model`
+
+    def train(self, y_prefix: torch.Tensor, on_epoch_end: Callable | None = None) -> FitResult:
+        """Train every member on the labels ``y_prefix``, then the temperature of their average; fit's FitResult of
+        member 0 with the members' seconds, steps and samples summed."""
+        if on_epoch_end is not None:
+            raise ValueError("an ensemble records no epochs: its recipe needs record_epochs=False")
+        fits = [c.train(y_prefix) for c in self.members]
+        self.temperature = calibration_temperature(self.model, self.x, torch.as_tensor(y_prefix), self.recipe,
+                                                   self.device)
+        return dataclasses.replace(fits[0], seconds=sum(f.seconds for f in fits),
+                                   steps_run=sum(f.steps_run for f in fits),
+                                   samples_trained=sum(f.samples_trained for f in fits))
+
+    logits, next_block_raw, next_block = Chain.logits, Chain.next_block_raw, Chain.next_block
+
+    def state(self) -> dict[str, Any]:
+        return {"trained": self.trained, "temperature": self.temperature, "members": [c.state() for c in self.members]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        for c, member in zip(self.members, state["members"]):
+            c.load_state(member)
+        self.temperature = state["temperature"]
+
+
+def chain_for(x: torch.Tensor, num_classes: int, recipe: Recipe, device: str | torch.device = "auto"
+              ) -> Chain | Ensemble:
+    """The chain a recipe trains: an :class:`Ensemble` of its ``members`` when there are several."""
+    return (Ensemble if recipe.members > 1 else Chain)(x, num_classes, recipe, device)
+
+
 def encode_block(train: data.Dataset, test: data.Dataset | None, t_s: int, t_next: int, recipe: Recipe,
-                 device, chain: Chain | None = None) -> dict:
+                 device, chain: Chain | Ensemble | None = None) -> dict:
     """Train block s's model on labels 1..t_s (``chain``: continue that chain; default: a new one, which a warm
     recipe allows for its first block only) and encode labels t_s+1..t_next with it: the raw and the
     temperature-scaled bits per sample and the labels' probabilities under both (the hedge between them runs
     over all blocks: :func:`_assemble`), temperature, evaluations and steps, accuracies, seconds, and
     (``record_epochs``) the block's bits after each evaluation of training (self-switch, App. E.2)."""
     t0, c0 = time.perf_counter(), time.process_time()
-    chain = chain or Chain(train.x, train.K, recipe, device)
+    chain = chain or chain_for(train.x, train.K, recipe, device)
     y_prefix, y_block = train.y[:t_s], train.y[t_s:t_next]
     epoch_bits: dict[str, list[float]] = {"uncalibrated": [], "temperature": []}
 
@@ -363,7 +425,7 @@ def prequential_code(train: data.Dataset, test: data.Dataset | None, recipe: Rec
     ckpt = checkpoint.Checkpoint(checkpoint_path, checkpoint.fingerprint(scales.as_params(recipe), train,
                                                                            device), total=len(blocks),
                                  label=label)
-    chain = Chain(train.x, train.K, recipe, device)
+    chain = chain_for(train.x, train.K, recipe, device)
     todo = _resume(chain, blocks, ckpt) if recipe.warm_start else [b for b in blocks if b[0] not in ckpt]
     with Stopwatch() as sw:
         for t_s, t_next in tqdm(todo, desc=f"prequential {label}", disable=not progress):

@@ -36,7 +36,7 @@ def _worker_start(x: torch.Tensor, num_classes: int, recipe, num_threads: int, d
     """A worker process's initializer: the same torch thread count and numerics as the main process (its
     environment: mdl_utils.numerics), and its chain."""
     torch.set_num_threads(num_threads)
-    _WORKER["chain"] = prequential.Chain(x, num_classes, recipe, device)
+    _WORKER["chain"] = prequential.chain_for(x, num_classes, recipe, device)
 
 
 def _worker_next_block(y_prefix: np.ndarray, t_next: int, per_epoch: bool):
@@ -69,7 +69,7 @@ class Chains:
             self.pools = [ProcessPoolExecutor(1, mp_context=_worker_context(), initializer=_worker_start,
                                               initargs=(x, num_classes, r, num_threads, device)) for r in recipes]
         else:
-            self.chains = [prequential.Chain(x, num_classes, r, device) for r in recipes]
+            self.chains = [prequential.chain_for(x, num_classes, r, device) for r in recipes]
 
     def next_blocks(self, y_prefix: torch.Tensor, t_next: int) -> list:
         """Each chain's next block, in the order of the recipes: (float32 numpy raw logits, temperature), or with

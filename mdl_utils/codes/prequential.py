@@ -17,8 +17,9 @@ from .. import checkpoint, data, scales
 from .. import models
 from ..results import CodeResult, result_path
 from ..training import resolve_device, torch_threads
-from .algorithm2 import (WARM_SEED_STRIDE, Chain, Recipe, UniformModel, chain_state_files,  # noqa: F401 (the API)
-                         check_timesteps, default_timesteps, encode_block, fit_temperature, prequential_code)
+from .algorithm2 import (WARM_SEED_STRIDE, Chain, Ensemble, Recipe, UniformModel,  # noqa: F401 (the API)
+                         chain_for, chain_state_files, check_timesteps, default_timesteps, encode_block,
+                         fit_temperature, prequential_code)
 
 CHAPTER = "prequential"
 
@@ -60,6 +61,10 @@ RECIPES.update({
     # Epochs unrecorded: every evaluation would predict the block once per view
     "cnn4_warm_tta": {**RECIPES["cnn4_warm"], "tta": "shift1", "record_epochs": False},
     "vgg6_warm_tta": {**RECIPES["vgg6_warm"], "tta": "flip", "record_epochs": False},
+    # Ensembles (Recipe.members): two chains of the recipe from seeds 0 and 1, each block predicted by the average
+    # of their predictions; twice the training
+    "mlp_warm_ens2": {**RECIPES["mlp_warm"], "members": 2, "record_epochs": False},
+    "cnn4_warm_ens2": {**RECIPES["cnn4_warm"], "members": 2, "record_epochs": False},
 })
 
 

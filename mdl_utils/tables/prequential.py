@@ -202,7 +202,7 @@ def prequential_recipe_words(p: Mapping[str, Any]) -> str:
     and schedule, stopping rule and kept weights), its augmentation and its test-time views."""
     augment = (f"shifts <= {p.get('augment_shift', 4)} px" + (" and flips" if p.get("augment_flip", True) else "")
                if p.get("augment") else "")
-    views = f"predicts from {tta.WORDS[p['tta']]}" if p.get("tta", "none") != "none" else ""
+    views = "" if predicts_plainly(p) else f"predicts from {prediction_words(p)}"
     return f"{p['model']}: " + "; ".join(filter(None, [*recipe_cells(p), augment, views]))
 
 
@@ -262,18 +262,32 @@ def _cold_reference(r: CodeResult, found: Sequence[CodeResult]) -> tuple[CodeRes
 
 
 UNCODED = ("record_epochs",)  # params that do not change a run's bits
+PREDICTION = {"tta": "none", "members": 1}  # how a block is predicted from the chain's training, and the plain way
+
+
+def predicts_plainly(p: Mapping[str, Any]) -> bool:
+    """Whether a run predicts each block from its one chain's network and the image alone."""
+    return all(p.get(k, plain) == plain for k, plain in PREDICTION.items())
+
+
+def prediction_words(p: Mapping[str, Any]) -> str:
+    """How a run predicts each block, in words: "2 chains side by side, each from the image and its mirror image"."""
+    members, views = p.get("members", 1), p.get("tta", "none")
+    return ", each from ".join(filter(None, [f"{members} chains side by side" if members > 1 else "",
+                                             tta.WORDS[views] if views != "none" else ""]))
 
 
 def _reference(r: CodeResult, found: Sequence[CodeResult]) -> tuple[CodeResult | None, str]:
-    """The run the ablation table measures ``r`` against: for a run with test-time views (``tta``), the same recipe
-    without them (its blocks trained the same way); else :func:`_cold_reference`."""
-    def plain(x: CodeResult) -> dict:
-        return {k: v for k, v in x.params.items() if k not in ("tta", *UNCODED)}
+    """The run the ablation table measures ``r`` against: for a run that averages predictions (test-time views,
+    several members), the same recipe predicting plainly (its member 0 trained the same way); else
+    :func:`_cold_reference`."""
+    def training(x: CodeResult) -> dict:
+        return {k: v for k, v in x.params.items() if k not in (*PREDICTION, *UNCODED)}
 
-    if r.params.get("tta", "none") != "none":
-        twin = next((x for x in found if x.dataset == r.dataset and x.params.get("tta", "none") == "none"
-                     and plain(x) == plain(r)), None)
-        return (twin, "without test-time views") if twin is not None else (None, "")
+    if not predicts_plainly(r.params):
+        twin = next((x for x in found if x.dataset == r.dataset and predicts_plainly(x.params)
+                     and training(x) == training(r)), None)
+        return (twin, "the same chain, predicting plainly") if twin is not None else (None, "")
     return _cold_reference(r, found)
 
 
@@ -305,9 +319,8 @@ def prequential_ablation_table(results: Mapping) -> None:
 
     columns = [(name, lambda r, i=i: recipe_cells(r.params)[i])
                for i, name in enumerate(("start", "budget, lr", "stop, keep"))]
-    if any(r.params.get("tta", "none") != "none" for r in found):
-        columns.append(("test-time views", lambda r: {"none": ""}.get(r.params.get("tta", "none"),
-                                                                      r.params.get("tta"))))
+    if not all(predicts_plainly(r.params) for r in found):
+        columns.append(("predicts from", lambda r: prediction_words(r.params)))
     show(results, [*columns, ("kbits", lambda r: kbits(r.codelength_bits, 2)),
                    ("min.", lambda r: f"{_seconds(r) / 60:.1f}"),
                    ("against", lambda r: versus(r, lambda ref: ref.model)),
@@ -317,27 +330,28 @@ def prequential_ablation_table(results: Mapping) -> None:
          caption=f"**{label(found[0].dataset)}**: ablation of the recipes (one torch thread, 2-core CPU). Budget in "
                  "epochs per block (ep.) and optimizer steps, and the learning-rate schedule; stop, keep: early "
                  "stopping (patience) or none, and whether the best evaluated or the last weights are kept. Bits "
-                 "saved and time ratio against the run in the column 'against': for test-time views (the block "
-                 "predicted as the average over shifted or mirrored images, mdl_utils.tta), the same recipe without "
-                 "them; else Algorithm 2 (the paper's recipe, run under the architecture's own name), else the "
+                 "saved and time ratio against the run in the column 'against': for a run that averages its "
+                 "predictions (over shifted or mirrored images, mdl_utils.tta, or over chains trained side by "
+                 "side), the same chain predicting plainly; else Algorithm 2 (the paper's recipe, run under the architecture's own name), else the "
                  "same recipe started cold.")
 
 
-def tta_gains(results: Mapping) -> list[str]:
-    """Chapter 6: each stored run with test-time views against the same chain without them (:func:`_reference`),
-    as sentences: the views, the bits saved, the time ratio."""
+def prediction_gains(results: Mapping) -> list[str]:
+    """Chapter 6: each stored run that averages predictions (test-time views, an ensemble) against the same chain
+    predicting plainly (:func:`_reference`), as sentences: how it predicts, the bits saved, the time ratio."""
     found = [r for r in results.values() if r is not None and r.code == "prequential"]
     sentences = []
     for r in found:
-        ref, words = _reference(r, found)
-        if ref is None or words != "without test-time views":
+        ref, _ = _reference(r, found)
+        if ref is None or predicts_plainly(r.params):
             continue
         saved = ref.codelength_bits - r.codelength_bits
         sentences.append(
-            f"{label(r.dataset)}: predicting each block from {tta.WORDS[r.params['tta']]}, averaged (`{r.model}`), "
+            f"{label(r.dataset)}: predicting each block from {prediction_words(r.params)}, averaged (`{r.model}`), "
             f"codes the labels in {kbits(r.codelength_bits, 2)} kbits instead of {kbits(ref.codelength_bits, 2)} "
-            f"(`{ref.model}`, the same chain): {bits(saved, 0)} bits ({saved / ref.codelength_bits:.1%}) "
-            f"{'fewer' if saved >= 0 else 'more'}, in {_seconds(r) / _seconds(ref):.2f}x the time.")
+            f"(`{ref.model}`, one chain and the image alone): {bits(saved, 0)} bits "
+            f"({saved / ref.codelength_bits:.1%}) {'fewer' if saved >= 0 else 'more'}, in "
+            f"{_seconds(r) / _seconds(ref):.2f}x the time.")
     return sentences
 
 
