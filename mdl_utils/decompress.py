@@ -48,6 +48,7 @@ def bobs_inputs(header: coder.Header, dataset: str | None, root: str | None) -> 
         raise coder.CodingError("the file holds labels of your own dataset (an image folder, arrays or a registered "
                                 "name); name it as Alice did: --dataset "
                                 + (alice or "folder:<path>, npz:<path> or the registered name"))
+    file_header.check_dataset_name(header, name)  # before loading another dataset (perhaps not on this machine)
     inputs = data.load(name, "train", root=root, seed=header.seed)
     if inputs.n < header.n:
         raise coder.CodingError(f"{name} has {inputs.n:,} training samples but the file holds {header.n:,} labels; "

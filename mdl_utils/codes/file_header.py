@@ -82,11 +82,16 @@ def _differences(want: dict | None, have: dict) -> str:
     return "; ".join(f"{k}: {want.get(k)!r} in the file, {have.get(k)!r} here" for k in keys)
 
 
+def check_dataset_name(header: coder.Header, name: str) -> None:
+    """Refuse a dataset other than the built-in one the file names, before its inputs are loaded."""
+    if header.dataset is not None and name != header.dataset:
+        raise CodingError(f"wrong dataset: the file holds labels of {header.dataset!r}, not {name!r}; "
+                          f"decode with --dataset {header.dataset}")
+
+
 def check_inputs(header: coder.Header, dataset) -> None:
     """Refuse inputs other than Alice's (dataset, n, order seed, then the inputs hash) before decoding."""
-    if header.dataset is not None and dataset.name != header.dataset:
-        raise CodingError(f"wrong dataset: the file holds labels of {header.dataset!r}, not {dataset.name!r}; "
-                          f"decode with --dataset {header.dataset}")
+    check_dataset_name(header, dataset.name)
     for key, want, have in (("n", header.n, dataset.n), ("order_seed", header.seed, dataset.seed)):
         if want != have:
             raise CodingError(f"wrong inputs: the file was encoded with {key}={want}, the inputs given have "
