@@ -27,6 +27,12 @@ def synth():
     return data.load("synthetic", "train", n=240, seed=2)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    with training.torch_threads(1):
+        yield
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
