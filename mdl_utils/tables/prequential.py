@@ -332,8 +332,8 @@ def prequential_ablation_table(results: Mapping) -> None:
                  "stopping (patience) or none, and whether the best evaluated or the last weights are kept. Bits "
                  "saved and time ratio against the run in the column 'against': for a run that averages its "
                  "predictions (over shifted or mirrored images, mdl_utils.tta, or over chains trained side by "
-                 "side), the same chain predicting plainly; else Algorithm 2 (the paper's recipe, run under the architecture's own name), else the "
-                 "same recipe started cold.")
+                 "side), the same chain predicting plainly; else Algorithm 2 (the paper's recipe, run under the "
+                 "architecture's own name), else the same recipe started cold.")
 
 
 def prediction_gains(results: Mapping) -> list[str]:
