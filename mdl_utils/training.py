@@ -158,10 +158,16 @@ def augmenter(augment: bool | Augmentation, x: torch.Tensor) -> Callable[[torch.
     if not augment:
         return None
     a = augment if isinstance(augment, Augmentation) else Augmentation()
-    if a.fill not in ("zero", "min"):
-        raise ValueError(f"unknown augmentation fill {a.fill!r}; choose 'zero' or 'min'")
-    fill = float(x.min()) if a.fill == "min" and len(x) else 0.0
+    fill = fill_value(a.fill, x)
     return lambda xb, g: augment_batch(xb, g, a.shift, a.flip, fill)
+
+
+def fill_value(fill: str, x: torch.Tensor) -> float:
+    """The value of the pixels a shift brings in: 0 for "zero", the smallest input value for "min" (the background
+    of normalized digits); the same rule for training's augmentation and for test-time views."""
+    if fill not in ("zero", "min"):
+        raise ValueError(f"unknown augmentation fill {fill!r}; choose 'zero' or 'min'")
+    return float(x.min()) if fill == "min" and len(x) else 0.0
 
 
 @dataclasses.dataclass

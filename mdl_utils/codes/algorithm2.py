@@ -41,7 +41,7 @@ from ..models import build, num_parameters
 from ..results import CodeResult, Stopwatch, provenance
 from .calibration import fit_temperature, hedged_bits, label_probabilities
 from ..tta import check as check_tta, mixture, predictor as tta_predictor
-from ..training import (SCHEDULES, Augmentation, FitOptions, FitResult, fit, precision, predict_logits,
+from ..training import (SCHEDULES, Augmentation, FitOptions, FitResult, fill_value, fit, precision, predict_logits,
                         resolve_device, validation_size)
 
 CHAPTER = "prequential"
@@ -228,8 +228,7 @@ class Chain:
         test-time views (:mod:`mdl_utils.tta`; the pixels a shift brings in are the training's augmentation fill)."""
         if isinstance(model, UniformModel):
             return model
-        fill = float(self.x.min()) if self.recipe.augment_fill == "min" and len(self.x) else 0.0
-        return tta_predictor(model, self.recipe.tta, fill)
+        return tta_predictor(model, self.recipe.tta, fill_value(self.recipe.augment_fill, self.x))
 
     def block_index(self, t_s: int) -> int:
         """s of the block trained on the first t_s labels (t_s = t_s of the recipe's timesteps)."""
