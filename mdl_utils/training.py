@@ -228,6 +228,54 @@ def cross_entropy_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> 
     return nn.functional.cross_entropy(model(xb), yb)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's parameters over the optimizer steps of one fit (Polyak
+    averaging; Izmailov et al. 2018, Sec. 2, for why averaged weights predict better): after step t,
+
+        a_t = d_t a_{t-1} + (1 - d_t) theta_t,   d_t = min(decay, (1 + t) / (10 + t)),   a_0 = theta_0,
+
+    the decay warmed up so that a fit of a few steps still moves the average (Tarvainen & Valpola 2017).
+    ``decay`` 0: no average (every method does nothing). Buffers (batch-norm statistics) stay the model's own.
+    Elementwise float32 arithmetic, in a fixed order: Bob recomputes the same average bit for bit."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"ema={decay}: the average's decay must be in [0, 1) (0: no average)")
+        self.decay, self.steps = float(decay), 0
+        self.params = [p.detach().clone() for p in model.parameters()] if decay else []
+
+    def update(self, model: nn.Module) -> None:
+        """Fold the model's parameters after one more optimizer step into the average."""
+        if not self.decay:
+            return
+        self.steps += 1
+        weight = 1.0 - min(self.decay, (1.0 + self.steps) / (10.0 + self.steps))
+        with torch.no_grad():
+            for a, p in zip(self.params, model.parameters()):
+                a.lerp_(p.detach(), weight)
+
+    @contextlib.contextmanager
+    def swapped(self, model: nn.Module):
+        """Inside the block the model holds the averaged parameters, after it its own again."""
+        if not self.decay:
+            yield model
+            return
+        own = [p.detach().clone() for p in model.parameters()]
+        self.copy_to(model)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for p, q in zip(model.parameters(), own):
+                    p.copy_(q)
+
+    def copy_to(self, model: nn.Module) -> None:
+        """Put the averaged parameters into the model (the end of a fit: the block keeps the average)."""
+        with torch.no_grad():
+            for p, a in zip(model.parameters(), self.params):
+                p.copy_(a)
+
+
 class _Best:
     """The best evaluation so far: (validation loss, evaluation index, step) and, when it will be restored, a
     copy of the weights. Starts at the initial weights with loss +inf (or their measured loss)."""
@@ -253,7 +301,8 @@ class FitOptions:
     evaluated every ``eval_every`` steps (None: every epoch), early stopping after ``patience`` evaluations without
     improvement (None: never), the learning rate of ``schedule`` (:func:`lr_factor`), the best evaluated weights
     restored with ``restore_best`` (``eval_at_start``: the initial weights compete too), ``augment`` of the
-    training mini-batches (:func:`augmenter`), ``bf16`` autocast of the training steps, ``tf32`` kernels on CUDA.
+    training mini-batches (:func:`augmenter`), ``bf16`` autocast of the training steps, ``tf32`` kernels on CUDA,
+    ``ema``: evaluations, the weights kept and the fit's end use the :class:`WeightAverage` of that decay (0: off).
     The defaults are the paper's routine: epochs with early stopping per epoch, best epoch restored, constant
     learning rate, float32. Each chapter's Settings (a prequential Recipe) gives its own (``fit_options()``)."""
 
@@ -272,6 +321,7 @@ class FitOptions:
     eval_at_start: bool = False
     bf16: bool = False
     tf32: bool = False
+    ema: float = 0.0
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, options: FitOptions = FitOptions(), *, seed: int = 0,
@@ -306,7 +356,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, options: FitOptions 
                  patience=o.patience if n_val else None, schedule=o.schedule,
                  base_lrs=_base_lrs(opt, optimizer is not None),
                  set_lr=o.schedule != "constant" or optimizer is not None, augment=augmenter(o.augment, train[0]),
-                 batch_size=o.batch_size, bf16=o.bf16)
+                 batch_size=o.batch_size, bf16=o.bf16, average=WeightAverage(model, o.ema))
     t0 = time.perf_counter()
     with tqdm(total=plan.total, desc=progress if isinstance(progress, str) else "fit", leave=False,
               disable=not progress) as bar, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -319,6 +369,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, options: FitOptions 
         history, evals, step, seen = _loop(model, opt, loss, train, val, plan, best, on_epoch_end, g, bar)
     if best.keep:
         model.load_state_dict(best.state)
+    else:
+        plan.average.copy_to(model)  # the block ends on the average (nothing without one)
     model.eval()
     kept = (best.index, best.step) if best.keep else (evals, step)
     return FitResult(best_epoch=kept[0], epochs_run=evals, history=history, seconds=time.perf_counter() - t0,
@@ -328,7 +380,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, options: FitOptions 
 
 @dataclasses.dataclass
 class _Plan:
-    """How :func:`fit` trains: ``total`` steps, an evaluation every ``period`` steps, stopping rule, schedule."""
+    """How :func:`fit` trains: ``total`` steps, an evaluation every ``period`` steps, stopping rule, schedule,
+    the weight average (:class:`WeightAverage`; decay 0: none)."""
 
     total: int
     period: int
@@ -339,13 +392,15 @@ class _Plan:
     set_lr: bool
     augment: Callable | None
     batch_size: int
+    average: WeightAverage
     bf16: bool = False
 
 
 def _loop(model, opt, loss_fn, train, val, plan: _Plan, best: _Best, on_epoch_end, g,
           bar) -> tuple[dict[str, list[float]], int, int, int]:
-    """The steps of :func:`fit`: mini-batch updates, an evaluation at the end of every period (validation loss,
-    best weights, ``on_epoch_end``, early stopping). Returns (history, evaluations, steps, samples trained)."""
+    """The steps of :func:`fit`: mini-batch updates (each folded into ``plan.average``), an evaluation at the end of
+    every period (validation loss, best weights, ``on_epoch_end``, on the averaged weights; early stopping).
+    Returns (history, evaluations, steps, samples trained)."""
     (x_tr, y_tr), (x_val, y_val) = train, val
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
     device = x_tr.device
@@ -360,19 +415,21 @@ def _loop(model, opt, loss_fn, train, val, plan: _Plan, best: _Best, on_epoch_en
                 group["lr"] = base * lr_factor(plan.schedule, step, plan.total)
         idx = next(batches)
         total_loss += _train_step(model, opt, loss_fn, x_tr, y_tr, idx, plan.augment, g, plan.bf16)
+        plan.average.update(model)
         seen, period_seen = seen + len(idx), period_seen + len(idx)
         if step % plan.period and step < plan.total:
             continue
         evals += 1
         history["train_loss"].append(total_loss.item() / max(period_seen, 1))
         total_loss, period_seen = torch.zeros((), dtype=torch.float64, device=device), 0
-        if len(y_val):
-            val_loss, val_acc = _validate(model, x_val, y_val, device)
-            history["val_loss"].append(val_loss)
-            history["val_accuracy"].append(val_acc)
-            best.update(val_loss, evals, step)
-        if on_epoch_end:
-            on_epoch_end(evals, model)
+        with plan.average.swapped(model):  # evaluations see the weights the fit would end on
+            if len(y_val):
+                val_loss, val_acc = _validate(model, x_val, y_val, device)
+                history["val_loss"].append(val_loss)
+                history["val_accuracy"].append(val_acc)
+                best.update(val_loss, evals, step)
+            if on_epoch_end:
+                on_epoch_end(evals, model)
         bar.update(step - bar.n)
         if plan.patience is not None and step >= plan.min_steps and evals - best.index >= plan.patience:
             break

@@ -457,3 +457,7 @@ def test_the_ablation_table_measures_test_time_views_against_the_same_chain_with
     assert T.prediction_words({"members": 2, "tta": "flip"}) == \
         "2 chains side by side, each from the image and its mirror image"
     assert T.prediction_words({"members": 3}) == "3 chains side by side"
+    assert T.prediction_words({"ema": 0.99}) == \
+        "the average of its weights over the block's training steps (EMA, decay 0.99)"
+    ema = run("mlp_warm_ema", 10900.0)
+    assert T._reference(ema, [run("mlp", 13000.0), run("mlp_warm", 11000.0), ema])[0].model == "mlp_warm"

@@ -74,7 +74,9 @@ class Recipe:
     code). ``tta``: each block's predictions averaged over fixed views of the images (test-time augmentation,
     :mod:`mdl_utils.tta`: "none", "flip", "shift1", "flip_shift1"), the temperature fitted on those averages.
     ``members``: that many chains of the recipe side by side, member m from seed + m, each block predicted by
-    the average of their predictions (:class:`Ensemble`).
+    the average of their predictions (:class:`Ensemble`). ``ema``: each block evaluated, kept and ended on an
+    exponential moving average of its weights over its steps, of that decay (:class:`training.WeightAverage`;
+    0: off); a warm chain continues from the averaged weights.
     The defaults are Algorithm 2 as the paper runs it: cold, per-epoch early stopping, best epoch restored,
     constant learning rate, float32.
     """
@@ -109,6 +111,7 @@ class Recipe:
     uniform_below: int = 0
     tta: str = dataclasses.field(default="none", metadata={"omit_default": True})  # absent from older params
     members: int = dataclasses.field(default=1, metadata={"omit_default": True})
+    ema: float = dataclasses.field(default=0.0, metadata={"omit_default": True})
 
     def __post_init__(self):
         for name in ("timesteps", "temperature_range"):  # JSON gives lists
@@ -128,7 +131,7 @@ class Recipe:
         return FitOptions(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, val_fraction=self.val_fraction,
                           patience=self.patience, augment=augment, min_steps=self.min_steps, max_steps=self.max_steps,
                           eval_every=self.eval_every, schedule=self.schedule, restore_best=self.restore_best,
-                          eval_at_start=self.eval_at_start, bf16=self.bf16, tf32=self.tf32)
+                          eval_at_start=self.eval_at_start, bf16=self.bf16, tf32=self.tf32, ema=self.ema)
 
 
 def default_timesteps(n: int, first: int = 10) -> list[int]:

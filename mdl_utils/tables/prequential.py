@@ -262,24 +262,27 @@ def _cold_reference(r: CodeResult, found: Sequence[CodeResult]) -> tuple[CodeRes
 
 
 UNCODED = ("record_epochs",)  # params that do not change a run's bits
-PREDICTION = {"tta": "none", "members": 1}  # how a block is predicted from the chain's training, and the plain way
+# how a block is predicted from the chain's training, and the plain way
+PREDICTION = {"tta": "none", "members": 1, "ema": 0.0}
 
 
 def predicts_plainly(p: Mapping[str, Any]) -> bool:
-    """Whether a run predicts each block from its one chain's network and the image alone."""
+    """Whether a run predicts each block from its one chain's network (its own weights) and the image alone."""
     return all(p.get(k, plain) == plain for k, plain in PREDICTION.items())
 
 
 def prediction_words(p: Mapping[str, Any]) -> str:
     """How a run predicts each block, in words: "2 chains side by side, each from the image and its mirror image"."""
-    members, views = p.get("members", 1), p.get("tta", "none")
-    return ", each from ".join(filter(None, [f"{members} chains side by side" if members > 1 else "",
-                                             tta.WORDS[views] if views != "none" else ""]))
+    members, views, ema = p.get("members", 1), p.get("tta", "none"), p.get("ema", 0.0)
+    return ", each from ".join(filter(None, [
+        f"{members} chains side by side" if members > 1 else "",
+        f"the average of its weights over the block's training steps (EMA, decay {ema:g})" if ema else "",
+        tta.WORDS[views] if views != "none" else ""]))
 
 
 def _reference(r: CodeResult, found: Sequence[CodeResult]) -> tuple[CodeResult | None, str]:
     """The run the ablation table measures ``r`` against: for a run that averages predictions (test-time views,
-    several members), the same recipe predicting plainly (its member 0 trained the same way); else
+    several members) or weights (EMA), the same recipe predicting plainly; else
     :func:`_cold_reference`."""
     def training(x: CodeResult) -> dict:
         return {k: v for k, v in x.params.items() if k not in (*PREDICTION, *UNCODED)}
@@ -332,13 +335,13 @@ def prequential_ablation_table(results: Mapping) -> None:
                  "stopping (patience) or none, and whether the best evaluated or the last weights are kept. Bits "
                  "saved and time ratio against the run in the column 'against': for a run that averages its "
                  "predictions (over shifted or mirrored images, mdl_utils.tta, or over chains trained side by "
-                 "side), the same chain predicting plainly; else Algorithm 2 (the paper's recipe, run under the "
-                 "architecture's own name), else the same recipe started cold.")
+                 "side) or its weights (EMA), the same chain predicting plainly; else Algorithm 2 (the paper's "
+                 "recipe, run under the architecture's own name), else the same recipe started cold.")
 
 
 def prediction_gains(results: Mapping) -> list[str]:
-    """Chapter 6: each stored run that averages predictions (test-time views, an ensemble) against the same chain
-    predicting plainly (:func:`_reference`), as sentences: how it predicts, the bits saved, the time ratio."""
+    """Chapter 6: each stored run that averages predictions (test-time views, an ensemble) or weights (EMA) against
+    the same chain predicting plainly (:func:`_reference`), as sentences: how it predicts, bits saved, time ratio."""
     found = [r for r in results.values() if r is not None and r.code == "prequential"]
     sentences = []
     for r in found:
