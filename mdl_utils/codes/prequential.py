@@ -136,7 +136,8 @@ SCALES = {
                         "cifar10": ("mlp", "shallow", "tinycnn", "vgg6_warm"), "synthetic": ("logistic", "mlp")},
                 ablations={"mnist": ("mlp_cold_cosine", "mlp_warm_min200", "mlp_cold_cosine_min200",
                                      "mlp_warm_early_stopping", "mlp_warm_max500", "cnn4_cold", "cnn4_warm_min0",
-                                     "cnn4_cold_min0", "cnn4_warm_epochs5", "mlp_warm_ens2", "cnn4_warm_tta")}),
+                                     "cnn4_cold_min0", "cnn4_warm_epochs5", "mlp_warm_ens2", "cnn4_warm_tta",
+                                     "mlp_warm_ema")}),
 }
 
 

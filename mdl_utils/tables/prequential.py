@@ -350,10 +350,10 @@ def prediction_gains(results: Mapping) -> list[str]:
             continue
         saved = ref.codelength_bits - r.codelength_bits
         sentences.append(
-            f"{label(r.dataset)}: predicting each block from {prediction_words(r.params)}, averaged (`{r.model}`), "
-            f"codes the labels in {kbits(r.codelength_bits, 2)} kbits instead of {kbits(ref.codelength_bits, 2)} "
-            f"(`{ref.model}`, one chain and the image alone): {bits(saved, 0)} bits "
-            f"({saved / ref.codelength_bits:.1%}) {'fewer' if saved >= 0 else 'more'}, in "
+            f"{label(r.dataset)}: `{r.model}` predicts each block from {prediction_words(r.params)} and codes the "
+            f"labels in {kbits(r.codelength_bits, 2)} kbits instead of {kbits(ref.codelength_bits, 2)} "
+            f"(`{ref.model}`, one chain, its own weights and the image alone): {bits(abs(saved), 0)} bits "
+            f"({abs(saved) / ref.codelength_bits:.1%}) {'fewer' if saved >= 0 else 'more'}, in "
             f"{_seconds(r) / _seconds(ref):.2f}x the time.")
     return sentences
 
