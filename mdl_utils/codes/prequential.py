@@ -69,6 +69,9 @@ RECIPES.update({
     # over its steps (decay 0.99: about the last 100 steps; chosen before the run, not tuned), the chain continuing
     # from the average. Under a cosine schedule the last steps barely move the weights: we expect little
     "mlp_warm_ema": {**RECIPES["mlp_warm"], "ema": 0.99},
+    # ... and under a constant learning rate with early stopping, where the last weights still move: averaging should
+    # matter more there (the measurement that tells the two cases apart; same decay)
+    "mlp_warm_early_stopping_ema": dict(model="mlp", warm_start=True, epochs=20, ema=0.99),
 })
 
 
