@@ -140,7 +140,7 @@ SCALES = {
                 ablations={"mnist": ("mlp_cold_cosine", "mlp_warm_min200", "mlp_cold_cosine_min200",
                                      "mlp_warm_early_stopping", "mlp_warm_max500", "cnn4_cold", "cnn4_warm_min0",
                                      "cnn4_cold_min0", "cnn4_warm_epochs5", "mlp_warm_ens2", "cnn4_warm_tta",
-                                     "mlp_warm_ema")}),
+                                     "mlp_warm_ema", "mlp_warm_early_stopping_ema")}),
 }
 
 
