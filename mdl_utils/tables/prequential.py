@@ -336,7 +336,9 @@ def prequential_ablation_table(results: Mapping) -> None:
                  "saved and time ratio against the run in the column 'against': for a run that averages its "
                  "predictions (over shifted or mirrored images, mdl_utils.tta, or over chains trained side by "
                  "side) or its weights (EMA), the same chain predicting plainly; else Algorithm 2 (the paper's "
-                 "recipe, run under the architecture's own name), else the same recipe started cold.")
+                 "recipe, run under the architecture's own name), else the same recipe started cold. Minutes are "
+                 "wall times of runs made on different days, some beside other runs on the second core: the time "
+                 "ratios mix a recipe's cost with the machine's load (benchmarks/ measure costs alone).")
 
 
 def prediction_gains(results: Mapping) -> list[str]:
