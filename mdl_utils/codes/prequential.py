@@ -135,11 +135,11 @@ SCALES = {
     # epochs_by_model: a smaller cap for the models that are slow on a CPU (stated in each result's params).
     # The runs named in RECIPES are ours; "mlp", "small_cnn", "shallow", "tinycnn": Algorithm 2 (cold).
     "cpu": dict(epochs=20, patience=3, epochs_by_model={"shallow": 5, "tinycnn": 5}, num_threads=1,
-                models={"mnist": ("mlp", "small_cnn", "mlp_warm", "cnn4_warm"),
+                models={"mnist": ("mlp", "small_cnn", "mlp_warm", "cnn4_warm", "cnn4_warm_tta"),
                         "cifar10": ("mlp", "shallow", "tinycnn", "vgg6_warm"), "synthetic": ("logistic", "mlp")},
                 ablations={"mnist": ("mlp_cold_cosine", "mlp_warm_min200", "mlp_cold_cosine_min200",
                                      "mlp_warm_early_stopping", "mlp_warm_max500", "cnn4_cold", "cnn4_warm_min0",
-                                     "cnn4_cold_min0", "cnn4_warm_epochs5", "mlp_warm_ens2", "cnn4_warm_tta",
+                                     "cnn4_cold_min0", "cnn4_warm_epochs5", "mlp_warm_ens2",
                                      "mlp_warm_ema", "mlp_warm_early_stopping_ema")}),
 }
 
