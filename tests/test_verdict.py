@@ -70,7 +70,10 @@ def test_self_switch_is_judged_where_our_best_network_has_one():
     b[("self_switch", "mnist")] = stub("self_switch", 49_700)
     assert verdict._self_switch(b)[0] == "not reproduced" and "is 700 bits longer" in verdict._self_switch(b)[1]
     b[("self_switch", "mnist")] = stub("self_switch", 48_900, model="other")
-    assert verdict._self_switch(b)[0] == "not comparable"
+    assert verdict._self_switch(b) == ("not comparable", (
+        "self-switch was computed on other (MNIST) and other (CIFAR-10) only (its runs record every epoch's "
+        "predictions), not on our best networks net (MNIST) and net (CIFAR-10), so it is not comparable with the "
+        "switch"))
 
 
 def test_our_best_network_is_the_shortest_run_predicting_from_one_network(monkeypatch):

@@ -135,9 +135,11 @@ def _self_switch(best: Best) -> tuple[str, str]:
     gaps = {d: best[("self_switch", d)].codelength_bits - best[("switch", d)].codelength_bits for d in DATASETS
             if best.get((PLAIN, d)) and best[("self_switch", d)].model == best[(PLAIN, d)].model}
     if not gaps:
-        s, p = best[("self_switch", "cifar10")], best.get((PLAIN, "cifar10")) or best[("prequential", "cifar10")]
-        return ("not comparable", f"self-switch was computed on {s.model} only (its runs record every epoch's "
-                f"predictions), not on our best network {p.model}, so it is not comparable with the switch")
+        on = [(label(d), best[("self_switch", d)].model, (best.get((PLAIN, d)) or best[("prequential", d)]).model)
+              for d in DATASETS]
+        return ("not comparable", "self-switch was computed on " + " and ".join(f"{s} ({d})" for d, s, _ in on)
+                + " only (its runs record every epoch's predictions), not on our best networks "
+                + " and ".join(f"{p} ({d})" for d, _, p in on) + ", so it is not comparable with the switch")
     held = all(gap <= 600 for gap in gaps.values())
     return ("reproduced" if held else "not reproduced", "; ".join(
         f"on {label(d)} the self-switch of our best network ({best[(PLAIN, d)].model}) is {abs(gap):,.0f} bits "
