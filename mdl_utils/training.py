@@ -261,19 +261,22 @@ class WeightAverage:
             yield model
             return
         own = [p.detach().clone() for p in model.parameters()]
-        self.copy_to(model)
+        _assign(model, self.params)
         try:
             yield model
         finally:
-            with torch.no_grad():
-                for p, q in zip(model.parameters(), own):
-                    p.copy_(q)
+            _assign(model, own)
 
     def copy_to(self, model: nn.Module) -> None:
         """Put the averaged parameters into the model (the end of a fit: the block keeps the average)."""
-        with torch.no_grad():
-            for p, a in zip(model.parameters(), self.params):
-                p.copy_(a)
+        _assign(model, self.params)
+
+
+def _assign(model: nn.Module, values: list[torch.Tensor]) -> None:
+    """Copy ``values`` into the model's parameters, in order (nothing for an empty list)."""
+    with torch.no_grad():
+        for p, v in zip(model.parameters(), values):
+            p.copy_(v)
 
 
 class _Best:

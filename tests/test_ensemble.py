@@ -22,15 +22,12 @@ def recipe(**kw) -> P.Recipe:
     return P.Recipe(**{**base, **kw})
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+
+
 @pytest.fixture(scope="module")
 def synth():
     return data.load("synthetic", "train", n=240, seed=2)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with training.torch_threads(1):
-        yield
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

@@ -76,13 +76,12 @@ def test_self_switch_is_judged_where_our_best_network_has_one():
         "switch"))
 
 
-def test_our_best_network_is_the_shortest_run_predicting_from_one_network(monkeypatch):
+def test_our_best_network_is_the_shortest_run_predicting_from_one_network():
     runs = [SimpleNamespace(code="prequential", dataset="mnist", scale="cpu", model=m, codelength_bits=bits,
                             params=params) for m, bits, params in (
         ("cnn4_warm", 3300.0, {}), ("cnn4_warm_tta", 3100.0, {"tta": "shift1"}), ("ens", 3000.0, {"members": 2}),
         ("ema", 3050.0, {"ema": 0.99}), ("mlp", 13000.0, {"tta": "none", "members": 1}))]
-    monkeypatch.setattr(verdict, "_everything", lambda root=None: runs)
-    plain = verdict._with_plain({}, None)
+    plain = verdict._with_plain({}, runs)
     assert plain[(verdict.PLAIN, "mnist")].model == "cnn4_warm" and plain[(verdict.PLAIN, "cifar10")] is None
 
 

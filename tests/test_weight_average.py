@@ -13,15 +13,12 @@ from mdl_utils.codes import prequential as P
 from mdl_utils.models import build
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+
+
 @pytest.fixture(scope="module")
 def synth():
     return data.load("synthetic", "train", n=240, seed=2)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with training.torch_threads(1):
-        yield
 
 
 def trajectory(synth, **kw) -> tuple[list[np.ndarray], training.FitResult, torch.nn.Module]:

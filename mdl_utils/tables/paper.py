@@ -64,7 +64,7 @@ def choice_rows(root: Path | None = None) -> list[list]:
     """One row per (code, dataset) of the paper's tables with a stored result: our shortest, the number of runs it
     was picked from, the charge log2 N, and the charged codelength (:func:`choice_charge`)."""
     everything, rows = _everything(root), []
-    for (code, ds), r in best_results(root).items():
+    for (code, ds), r in best_results(root, everything).items():
         if r is not None:
             n, charge = choice_charge(r, everything, root)
             rows.append([_label_of(code), label(ds), r.model, kbits(r.codelength_bits, 3), f"{n:,}",
@@ -103,17 +103,20 @@ def paper_values(code: str, dataset: str) -> list[dict]:
     return [{"kbits": k, "bound": b, "table": t} for (k, b), t in found.items()]
 
 
-def best_results(root: Path | None = None) -> dict[tuple[str, str], CodeResult | None]:
+def best_results(root: Path | None = None, everything: Sequence[CodeResult] | None = None
+                 ) -> dict[tuple[str, str], CodeResult | None]:
     """Our shortest stored codelength of every code of the paper's tables on each dataset (see best_result),
-    keyed by (code, dataset): whatever the results store holds now."""
-    everything = _everything(root)
+    keyed by (code, dataset): whatever the results store ``root`` holds now (``everything``: its results, when the
+    caller has loaded them already)."""
+    everything = _everything(root) if everything is None else everything
     return {(row["code"], ds): best_result(row["code"], ds, everything) for row in paper_rows() for ds in DATASETS}
 
 
 def comparison_rows(table: str, root: Path | None = None) -> tuple[list[str], list[list]]:
     """Header and rows of paper Table ``table`` ("1" or "2") beside our best stored results (a missing one: None
     cells); the scale of each of ours in words."""
-    best, everything = best_results(root), _everything(root)
+    everything = _everything(root)
+    best = best_results(root, everything)
     header = ["code", "dataset", "ours: kbits", "ratio", "test acc.", "our model", "scale", "paper: kbits", "ratio",
               "test acc."]
     rows = []

@@ -10,6 +10,7 @@ from typing import Callable
 
 from ..formats import markdown
 from ..results import CodeResult
+from ..codes.files import switch_models
 from .paper import best_result, best_results, paper_reference
 from .prequential import predicts_plainly
 from .render import DATASETS, _everything, display_markdown, label
@@ -118,11 +119,11 @@ def _switch(best: Best) -> tuple[str, str]:
 PLAIN = "prequential, one network"  # Best key: the shortest prequential run predicting from one network's weights
 
 
-def _with_plain(best: Best, root: Path | None = None) -> Best:
-    """``best`` plus, per dataset, the shortest stored prequential run that predicts each block from its one
-    network (no test-time views, ensemble or weight average: the runs whose chain a self-switch can replay),
-    under the key (:data:`PLAIN`, dataset)."""
-    plain = [r for r in _everything(root) if r.code == "prequential" and predicts_plainly(r.params)]
+def _with_plain(best: Best, everything: list[CodeResult]) -> Best:
+    """``best`` plus, per dataset, the shortest of the stored results ``everything`` among the prequential runs that
+    predict each block from their one network (no test-time views, ensemble or weight average: the runs whose
+    chain a self-switch can replay), under the key (:data:`PLAIN`, dataset)."""
+    plain = [r for r in everything if r.code == "prequential" and predicts_plainly(r.params)]
     return {**best, **{(PLAIN, d): best_result("prequential", d, plain) for d in DATASETS}}
 
 
@@ -149,7 +150,7 @@ def _self_switch(best: Best) -> tuple[str, str]:
 
 def _runs(switch: CodeResult) -> str:
     """The runs a switch mixes, in words: "`mlp`, `cnn4_warm` and the uniform code"."""
-    return ", ".join(f"`{m}`" for m in switch.model.split("-")[1:] if m != "uniform") + " and the uniform code"
+    return ", ".join(f"`{m}`" for m in switch_models(switch.model)) + " and the uniform code"
 
 
 def _random_labels(_: Best, root: Path | None = None) -> tuple[str, str] | None:
@@ -190,7 +191,8 @@ CLAIMS = (
 def verdict_rows(root: Path | None = None) -> list[dict]:
     """One dict per claim: claim, paper, ours, verdict (one of :data:`VERDICTS`) and why; a claim whose results
     are not all stored yet says "not computed yet"."""
-    best = _with_plain(best_results(root), root)
+    everything = _everything(root)
+    best = _with_plain(best_results(root, everything), everything)
     rows = []
     for claim, paper, needs, ours, judge in CLAIMS:
         done = _all(best, *needs)
